@@ -1,0 +1,134 @@
+//! `tributary dev`: a local cluster of child `tributary node` processes spread over AZs, ready
+//! when every node is alive and the metadata group has a leader; Ctrl-C or SIGTERM stops them all.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{SignalKind, signal};
+use tributary_client::Client;
+
+/// How long to wait for the cluster to become healthy.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a node may take to stop after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// HTTP (health/metrics) ports are the gRPC ports plus this offset.
+const HTTP_PORT_OFFSET: u16 = 100;
+
+#[derive(clap::Args)]
+pub struct DevArgs {
+    #[arg(long, default_value_t = 3)]
+    nodes: u16,
+    #[arg(long, default_value_t = 3)]
+    azs: u16,
+    /// Node i listens on base-port + i - 1 (gRPC) and base-port + 100 + i - 1 (HTTP).
+    #[arg(long, default_value_t = 7101)]
+    base_port: u16,
+    #[arg(long, default_value = "./tributary-data")]
+    data_dir: PathBuf,
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
+    if args.nodes == 0 || args.azs == 0 {
+        bail!("--nodes and --azs must be at least 1");
+    }
+    let binary = std::env::current_exe().context("locating the tributary binary")?;
+    let endpoints: Vec<String> = (0..args.nodes)
+        .map(|i| format!("127.0.0.1:{}", args.base_port + i))
+        .collect();
+    let peers: Vec<String> = endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| format!("{}={e}", i + 1))
+        .collect();
+    let mut children: Vec<Child> = Vec::new();
+    for i in 0..args.nodes {
+        let id = u64::from(i) + 1;
+        let az = format!("az-{}", i % args.azs + 1);
+        let data_dir = args.data_dir.join(format!("node-{id}"));
+        let http = format!("127.0.0.1:{}", args.base_port + HTTP_PORT_OFFSET + i);
+        let child = Command::new(&binary)
+            .args([
+                "node",
+                "--id",
+                &id.to_string(),
+                "--az",
+                &az,
+                "--listen",
+                &endpoints[i as usize],
+            ])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--peers", &peers.join(","), "--http-listen", &http])
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting node {id}"))?;
+        println!(
+            "node {id}: az {az}, grpc {}, http {http}, data {}",
+            endpoints[i as usize],
+            data_dir.display()
+        );
+        children.push(child);
+    }
+
+    let client = Client::new(&endpoints)?;
+    wait_until_ready(&client, usize::from(args.nodes)).await?;
+    println!("endpoints: {}", endpoints.join(","));
+    println!("export TRIBUTARY_ENDPOINT={}", endpoints.join(","));
+    println!(
+        "tributary dev ready: {} nodes in {} AZs (Ctrl-C to stop)",
+        args.nodes,
+        args.azs.min(args.nodes)
+    );
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    println!("stopping {} nodes", children.len());
+    for child in &children {
+        if let Some(pid) = child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+    }
+    for mut child in children {
+        if tokio::time::timeout(STOP_TIMEOUT, child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_until_ready(client: &Client, nodes: usize) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    let mut last = String::from("no answer yet");
+    while tokio::time::Instant::now() < deadline {
+        match client.cluster_status().await {
+            Ok(status)
+                if status.metadata_leader.is_some()
+                    && status.nodes.len() == nodes
+                    && status.nodes.iter().all(|n| n.alive) =>
+            {
+                return Ok(());
+            }
+            Ok(status) => {
+                last = format!(
+                    "{} of {nodes} nodes registered, metadata leader {:?}",
+                    status.nodes.len(),
+                    status.metadata_leader
+                )
+            }
+            Err(error) => last = error.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("the cluster did not become ready within {READY_TIMEOUT:?}: {last}")
+}

@@ -1,0 +1,126 @@
+//! `tributary`: run a node (`node`) or a local cluster (`dev`), and talk to a cluster (`cluster`,
+//! `stream`, `put`, `get`).
+
+mod dev;
+mod get;
+mod node;
+mod output;
+mod put;
+mod stream;
+
+use clap::{Parser, Subcommand};
+use tributary_client::{Client, ClientError, DEFAULT_ENDPOINT};
+
+#[derive(Parser)]
+#[command(
+    name = "tributary",
+    version,
+    about = "A Raft-replicated streaming ingestion cluster with Kinesis semantics"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags every client command takes.
+#[derive(clap::Args, Clone)]
+pub struct ClientArgs {
+    /// Node endpoints to try in order: host:port[,host:port...]
+    #[arg(long, env = "TRIBUTARY_ENDPOINT", default_value = DEFAULT_ENDPOINT, global = true)]
+    endpoint: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl ClientArgs {
+    pub fn client(&self) -> Result<Client, ClientError> {
+        Client::from_list(&self.endpoint)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node.
+    Node(node::NodeArgs),
+    /// Start a local cluster of child node processes and stop it on Ctrl-C.
+    Dev(dev::DevArgs),
+    /// Inspect the cluster.
+    Cluster {
+        #[command(subcommand)]
+        command: stream::ClusterCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Create, list, describe and delete streams.
+    Stream {
+        #[command(subcommand)]
+        command: stream::StreamCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Put records: one from the arguments, or one per stdin line as PARTITION_KEY<TAB>DATA.
+    Put(put::PutArgs),
+    /// Read records as JSON lines.
+    Get(get::GetArgs),
+}
+
+fn init_tracing(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("INTERNAL_FAILURE: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Node(args) => {
+                init_tracing("info");
+                node::run(args).await
+            }
+            Command::Dev(args) => {
+                init_tracing("info");
+                dev::run(args).await
+            }
+            Command::Cluster { command, client } => {
+                init_tracing("warn");
+                stream::run_cluster(command, &client).await
+            }
+            Command::Stream { command, client } => {
+                init_tracing("warn");
+                stream::run_stream(command, &client).await
+            }
+            Command::Put(args) => {
+                init_tracing("warn");
+                put::run(args).await
+            }
+            Command::Get(args) => {
+                init_tracing("warn");
+                get::run(args).await
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            match error.downcast_ref::<ClientError>() {
+                Some(client_error) => {
+                    eprintln!("{}: {}", client_error.code(), client_error.message())
+                }
+                None => eprintln!("error: {error:#}"),
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

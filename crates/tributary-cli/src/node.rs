@@ -1,0 +1,101 @@
+//! `tributary node`: run one node until SIGTERM or Ctrl-C, then stop cleanly.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+use tributary_server::config::{
+    DEFAULT_ADMIN_TIMEOUT_MS, DEFAULT_WRITE_TIMEOUT_MS, FileConfig, parse_peers,
+};
+use tributary_server::{Node, NodeConfig};
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct NodeArgs {
+    /// This node's id (never reuse the id of a node whose data was wiped).
+    #[arg(long, env = "TRIBUTARY_ID")]
+    id: Option<u64>,
+    /// The availability zone this node runs in.
+    #[arg(long, env = "TRIBUTARY_AZ")]
+    az: Option<String>,
+    /// gRPC listen address (public and node-to-node API).
+    #[arg(long, env = "TRIBUTARY_LISTEN")]
+    listen: Option<String>,
+    /// Address other nodes and clients use for this node (default: --listen).
+    #[arg(long, env = "TRIBUTARY_ADVERTISE")]
+    advertise: Option<String>,
+    /// Where this node keeps its data.
+    #[arg(long, env = "TRIBUTARY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The initial metadata voters, id=host:port,... (ignored once the data dir is initialized).
+    #[arg(long, env = "TRIBUTARY_PEERS")]
+    peers: Option<String>,
+    /// Serve GET /health and GET /metrics here.
+    #[arg(long, env = "TRIBUTARY_HTTP_LISTEN")]
+    http_listen: Option<String>,
+    /// A TOML file with any of these settings (flags and TRIBUTARY_* variables win).
+    #[arg(long, env = "TRIBUTARY_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn build_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let id = args.id.or(file.id).context("--id is required")?;
+    let az = args.az.or(file.az).context("--az is required")?;
+    let listen_text = args
+        .listen
+        .or(file.listen)
+        .context("--listen is required")?;
+    let listen = listen_text
+        .parse()
+        .with_context(|| format!("--listen {listen_text} is not host:port"))?;
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .context("--data-dir is required")?;
+    let peers = parse_peers(&args.peers.or(file.peers).unwrap_or_default())?;
+    let http_listen_opt = match args.http_listen.or(file.http_listen) {
+        Some(text) => Some(
+            text.parse()
+                .with_context(|| format!("--http-listen {text} is not host:port"))?,
+        ),
+        None => None,
+    };
+    let config = NodeConfig {
+        id,
+        az,
+        listen,
+        advertise: args.advertise.or(file.advertise).unwrap_or(listen_text),
+        data_dir,
+        peers,
+        http_listen_opt,
+        cluster_name: file.cluster_name.unwrap_or_else(|| "tributary".to_string()),
+        write_timeout: Duration::from_millis(
+            file.write_timeout_ms.unwrap_or(DEFAULT_WRITE_TIMEOUT_MS),
+        ),
+        admin_timeout: Duration::from_millis(
+            file.admin_timeout_ms.unwrap_or(DEFAULT_ADMIN_TIMEOUT_MS),
+        ),
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    let config = build_config(args)?;
+    let running = Node::start(config).await?;
+    if let Some(address) = running.http_address_opt {
+        tracing::info!(%address, "serving /health and /metrics");
+    }
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
+    }
+    running.shutdown().await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,208 @@
+//! Helpers shared by the integration tests: the CLI, bulk puts and full reads through the SDK.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::process::Output;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+use tributary_client::{Client, v1};
+use tributary_testkit::{Cluster, ClusterOptions, wait_until};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_tributary");
+
+pub async fn start_cluster(nodes: u64, azs: u64) -> Cluster {
+    Cluster::start(
+        BINARY,
+        ClusterOptions {
+            nodes,
+            azs,
+            metadata_voters_opt: None,
+        },
+    )
+    .await
+    .expect("cluster starts")
+}
+
+/// Runs the CLI and returns its output.
+pub fn cli(cluster: &Cluster, args: &[&str]) -> Output {
+    cluster.cli().args(args).output().expect("the CLI runs")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).to_string()
+}
+
+/// Runs a CLI command that must succeed and prints one JSON document.
+pub fn cli_json(cluster: &Cluster, args: &[&str]) -> Value {
+    let output = cli(cluster, args);
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    serde_json::from_str(stdout(&output).trim())
+        .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {}", stdout(&output)))
+}
+
+/// A record as a test remembers it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Acked {
+    pub shard_id: String,
+    pub sequence_number: u128,
+    pub partition_key: String,
+    pub data: String,
+}
+
+/// Puts `count` records named `{prefix}-{i}` in batches of up to 100; returns the acknowledged
+/// ones and the data of the ones that failed (their outcome is unknown).
+pub async fn put_records(
+    client: &Client,
+    stream: &str,
+    prefix: &str,
+    count: usize,
+) -> (Vec<Acked>, Vec<String>) {
+    let mut acked = Vec::new();
+    let mut failed = Vec::new();
+    let names: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
+    for chunk in names.chunks(100) {
+        let entries = chunk
+            .iter()
+            .map(|name| v1::PutRecordsRequestEntry {
+                data: Bytes::from(name.clone().into_bytes()),
+                partition_key: name.clone(),
+                explicit_hash_key: None,
+            })
+            .collect();
+        match client.put_records(stream, entries).await {
+            Ok(response) => {
+                for (name, result) in chunk.iter().zip(response.records) {
+                    match (result.shard_id, result.sequence_number) {
+                        (Some(shard_id), Some(sequence_number)) => acked.push(Acked {
+                            shard_id,
+                            sequence_number: sequence_number
+                                .parse()
+                                .expect("decimal sequence number"),
+                            partition_key: name.clone(),
+                            data: name.clone(),
+                        }),
+                        _ => failed.push(name.clone()),
+                    }
+                }
+            }
+            Err(_) => failed.extend(chunk.iter().cloned()),
+        }
+    }
+    (acked, failed)
+}
+
+/// Reads every shard of a stream from TRIM_HORIZON until caught up.
+pub async fn read_all(client: &Client, stream: &str) -> anyhow::Result<Vec<Acked>> {
+    let description = client.describe_stream(stream).await?;
+    let mut out = Vec::new();
+    for shard in description.shards {
+        let mut iterator = client
+            .get_shard_iterator(stream, &shard.shard_id, "TRIM_HORIZON", None)
+            .await?;
+        loop {
+            let response = client.get_records(&iterator, Some(1000)).await?;
+            let empty = response.records.is_empty();
+            for record in response.records {
+                out.push(Acked {
+                    shard_id: shard.shard_id.clone(),
+                    sequence_number: record.sequence_number.parse()?,
+                    partition_key: record.partition_key,
+                    data: String::from_utf8(record.data.to_vec())?,
+                });
+            }
+            match response.next_shard_iterator {
+                Some(next) if !(empty && response.millis_behind_latest == 0) => iterator = next,
+                _ => break,
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Asserts sequence numbers strictly increase within each shard, in read order.
+pub fn assert_ordered(records: &[Acked]) {
+    let mut last: BTreeMap<&str, u128> = BTreeMap::new();
+    for record in records {
+        if let Some(previous) = last.insert(&record.shard_id, record.sequence_number) {
+            assert!(
+                previous < record.sequence_number,
+                "{} went backwards: {previous} then {}",
+                record.shard_id,
+                record.sequence_number
+            );
+        }
+    }
+}
+
+/// Waits until every shard of `stream` has a leader (as seen by any node) and returns them.
+pub async fn wait_for_leaders(cluster: &Cluster, stream: &str) -> BTreeMap<String, u64> {
+    let clients: Vec<Client> = cluster
+        .nodes()
+        .iter()
+        .filter(|n| n.is_running())
+        .map(|n| cluster.client_of(n.id))
+        .collect();
+    wait_until(Duration::from_secs(20), "a leader for every shard", || {
+        let clients = clients.clone();
+        async move {
+            let mut leaders = BTreeMap::new();
+            let mut shards = 0;
+            for client in &clients {
+                let Ok(description) = client.describe_stream(stream).await else {
+                    continue;
+                };
+                shards = description.shards.len();
+                for shard in description.shards {
+                    if let Some(leader) = shard.leader {
+                        leaders.insert(shard.shard_id, leader);
+                    }
+                }
+            }
+            if shards > 0 && leaders.len() == shards {
+                Ok(leaders)
+            } else {
+                Err(format!("{leaders:?} of {shards} shards"))
+            }
+        }
+    })
+    .await
+    .expect("every shard elects a leader")
+}
+
+/// The smallest hash key of each shard, to aim puts at a given shard.
+pub async fn shard_start_keys(client: &Client, stream: &str) -> BTreeMap<String, String> {
+    let description = client.describe_stream(stream).await.expect("describe");
+    description
+        .shards
+        .into_iter()
+        .map(|s| (s.shard_id, s.starting_hash_key))
+        .collect()
+}
+
+/// Puts one record aimed at a shard by explicit hash key.
+pub async fn put_to(
+    client: &Client,
+    stream: &str,
+    hash_key: &str,
+    data: &str,
+) -> Result<v1::PutRecordsResultEntry, tributary_client::ClientError> {
+    let entry = v1::PutRecordsRequestEntry {
+        data: Bytes::from(data.to_string().into_bytes()),
+        partition_key: data.to_string(),
+        explicit_hash_key: Some(hash_key.to_string()),
+    };
+    let mut response = client.put_records(stream, vec![entry]).await?;
+    Ok(response.records.pop().expect("one result per record"))
+}

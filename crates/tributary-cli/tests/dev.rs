@@ -1,0 +1,149 @@
+//! `tributary dev`: a local 3-AZ cluster from one command, ready line, clean stop on SIGTERM, and
+//! the same data back when started again on the same data dir.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::BINARY;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// A base port whose three gRPC and three HTTP ports are all free right now.
+fn free_base_port() -> u16 {
+    for attempt in 0..200u16 {
+        let base = 20_000 + (std::process::id() as u16 % 200) * 100 + attempt * 7 % 20_000;
+        let ports = [base, base + 1, base + 2, base + 100, base + 101, base + 102];
+        let probes: Vec<_> = ports
+            .iter()
+            .map(|p| TcpListener::bind(("127.0.0.1", *p)))
+            .collect();
+        if probes.iter().all(Result::is_ok) {
+            return base;
+        }
+    }
+    panic!("no free port range found");
+}
+
+struct Dev {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Dev {
+    fn start(base_port: u16, data_dir: &std::path::Path) -> Dev {
+        let mut child = Command::new(BINARY)
+            .args([
+                "dev",
+                "--nodes",
+                "3",
+                "--azs",
+                "3",
+                "--base-port",
+                &base_port.to_string(),
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tributary dev starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Dev { child, lines }
+    }
+
+    fn wait_ready(&self) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    let ready = line.contains("ready");
+                    seen.push(line);
+                    if ready {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("tributary dev printed no ready line; output so far: {seen:?}"),
+            }
+        }
+    }
+
+    fn stop(mut self) {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "tributary dev exits cleanly on SIGTERM: {status}"
+        );
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn cli(endpoint: &str, args: &[&str]) -> std::process::Output {
+    Command::new(BINARY)
+        .args(args)
+        .env("TRIBUTARY_ENDPOINT", endpoint)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn dev_cluster_starts_stops_and_keeps_its_data() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let base = free_base_port();
+    let endpoint = format!(
+        "127.0.0.1:{base},127.0.0.1:{},127.0.0.1:{}",
+        base + 1,
+        base + 2
+    );
+
+    let dev = Dev::start(base, data_dir.path());
+    let output = dev.wait_ready();
+    assert!(
+        output.iter().any(|l| l.contains("az-3")),
+        "nodes spread over 3 AZs: {output:?}"
+    );
+    let created = cli(&endpoint, &["stream", "create", "kept", "--shards", "2"]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let put = cli(
+        &endpoint,
+        &["put", "kept", "--partition-key", "k", "survives restarts"],
+    );
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    dev.stop();
+
+    let dev = Dev::start(base, data_dir.path());
+    dev.wait_ready();
+    let got = cli(&endpoint, &["get", "kept"]);
+    let text = String::from_utf8_lossy(&got.stdout);
+    assert!(
+        text.contains("survives restarts"),
+        "data back after restart: {text}"
+    );
+    dev.stop();
+}

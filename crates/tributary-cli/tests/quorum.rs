@@ -1,0 +1,319 @@
+//! The quorum promises with real processes: one AZ down keeps writing, a lost majority turns
+//! shards read-only fast, restarts converge, a full restart loses nothing, SIGTERM hands off
+//! leadership, and losing the metadata quorum leaves healthy shards working.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tributary_client::Client;
+use tributary_testkit::{Cluster, ClusterOptions, wait_until};
+
+/// Puts one record to every shard (concurrently) until all succeed; returns how long that took.
+async fn time_until_every_shard_writes(
+    client: &Client,
+    stream: &str,
+    keys: &[String],
+    limit: Duration,
+) -> Duration {
+    let started = Instant::now();
+    let mut round = 0;
+    loop {
+        round += 1;
+        let mut probes = tokio::task::JoinSet::new();
+        for key in keys {
+            let (client, stream, key) = (client.clone(), stream.to_string(), key.clone());
+            let data = format!("probe-{round}-{key}");
+            probes.spawn(async move { matches!(put_to(&client, &stream, &key, &data).await, Ok(r) if r.sequence_number.is_some()) });
+        }
+        let outcomes = probes.join_all().await;
+        if outcomes.iter().all(|ok| *ok) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "writes did not resume on every shard within {limit:?}"
+        );
+    }
+}
+
+fn data_set(records: &[Acked]) -> BTreeSet<String> {
+    records.iter().map(|r| r.data.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_loss_recovery_and_restart() {
+    let mut cluster = start_cluster(3, 3).await;
+    let client = cluster.client();
+    client.create_stream("q", 3, None).await.unwrap();
+    let leaders = wait_for_leaders(&cluster, "q").await;
+    let keys: Vec<String> = shard_start_keys(&client, "q").await.into_values().collect();
+
+    let (mut acked, failed) = put_records(&client, "q", "before", 300).await;
+    assert!(failed.is_empty(), "{failed:?}");
+
+    // One AZ down: kill -9 the leader of shard 0; every shard takes writes again within 5 s.
+    let first_victim = leaders["shardId-000000000000"];
+    cluster.kill(first_victim).unwrap();
+    let survivors = Client::from_list(&cluster.running_endpoints()).unwrap();
+    let resumed =
+        time_until_every_shard_writes(&survivors, "q", &keys, Duration::from_secs(5)).await;
+    eprintln!(
+        "measured: writes resumed on every shard {resumed:?} after kill -9 of shard leader node {first_victim}"
+    );
+    let (more, failed) = put_records(&survivors, "q", "one-down", 150).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    acked.extend(more);
+    let read = read_all(&survivors, "q").await.unwrap();
+    assert!(
+        data_set(&acked).is_subset(&data_set(&read)),
+        "an acknowledged record is missing with one node down"
+    );
+    assert_ordered(&read);
+
+    // Majority down: wait until the last survivor has applied everything acknowledged (records
+    // acknowledged within a heartbeat of the loss may otherwise still be only on the dead nodes),
+    // then kill a second node.
+    let second_victim = cluster
+        .nodes()
+        .iter()
+        .find(|n| n.is_running())
+        .map(|n| n.id)
+        .unwrap();
+    let survivor = cluster
+        .nodes()
+        .iter()
+        .find(|n| n.is_running() && n.id != second_victim)
+        .map(|n| n.id)
+        .unwrap();
+    let survivor_client = cluster.client_of(survivor);
+    let expected = data_set(&acked);
+    wait_until(
+        Duration::from_secs(10),
+        "the survivor to apply every acknowledged record",
+        || {
+            let survivor_client = survivor_client.clone();
+            let expected = expected.clone();
+            async move {
+                let read = read_all(&survivor_client, "q")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let missing = expected.difference(&data_set(&read)).count();
+                if missing == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("{missing} records not applied yet"))
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+    cluster.kill(second_victim).unwrap();
+
+    let mut attempted = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let started = Instant::now();
+        let data = format!("lost-quorum-{i}");
+        attempted.push(data.clone());
+        let result = put_to(&survivor_client, "q", key, &data)
+            .await
+            .expect("the survivor answers");
+        let took = started.elapsed();
+        assert_eq!(
+            result.error_code.as_deref(),
+            Some("WRITE_QUORUM_UNAVAILABLE"),
+            "{result:?}"
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "a put without quorum took {took:?}"
+        );
+        eprintln!("measured: put without quorum failed in {took:?}");
+    }
+    let read = read_all(&survivor_client, "q").await.unwrap();
+    assert_eq!(
+        data_set(&read)
+            .difference(&expected)
+            .filter(|d| !d.starts_with("probe-"))
+            .count(),
+        0,
+        "read-only survivor shows only committed records"
+    );
+    assert!(
+        expected.is_subset(&data_set(&read)),
+        "the survivor serves every acknowledged record"
+    );
+
+    // Recovery: restart both; writes come back and replicas converge.
+    cluster.start_node(first_victim).unwrap();
+    cluster.start_node(second_victim).unwrap();
+    time_until_every_shard_writes(&cluster.client(), "q", &keys, Duration::from_secs(20)).await;
+    let (more, failed) = put_records(&cluster.client(), "q", "recovered", 90).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    acked.extend(more);
+    wait_until(Duration::from_secs(15), "all replicas to converge", || {
+        let clients: Vec<Client> = (1..=3).map(|id| cluster.client_of(id)).collect();
+        async move {
+            let mut views = Vec::new();
+            for client in &clients {
+                let description = client
+                    .describe_stream("q")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                views.push(
+                    description
+                        .shards
+                        .iter()
+                        .map(|s| s.latest_sequence_number.clone())
+                        .collect::<Vec<_>>(),
+                );
+            }
+            if views.windows(2).all(|w| w[0] == w[1]) {
+                Ok(())
+            } else {
+                Err(format!("{views:?}"))
+            }
+        }
+    })
+    .await
+    .unwrap();
+
+    // A full stop and start from the data dirs loses nothing.
+    for id in 1..=3 {
+        let status = cluster.stop(id).await.unwrap();
+        assert!(status.success(), "node {id} exited with {status}");
+    }
+    for id in 1..=3 {
+        cluster.start_node(id).unwrap();
+    }
+    cluster.wait_ready().await.unwrap();
+    let read = read_all(&cluster.client(), "q").await.unwrap();
+    assert_ordered(&read);
+    let read_set = data_set(&read);
+    let missing: Vec<String> = data_set(&acked).difference(&read_set).cloned().collect();
+    assert!(missing.is_empty(), "lost acknowledged records: {missing:?}");
+    let allowed: BTreeSet<String> = data_set(&acked).into_iter().chain(attempted).collect();
+    let unexpected: Vec<&String> = read_set
+        .iter()
+        .filter(|d| !allowed.contains(*d) && !d.starts_with("probe-"))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "records nobody wrote: {unexpected:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_leadership_to_a_healthy_replica() {
+    let mut cluster = start_cluster(3, 3).await;
+    let client = cluster.client();
+    client.create_stream("handoff", 1, None).await.unwrap();
+    let leaders = wait_for_leaders(&cluster, "handoff").await;
+    let leader = leaders["shardId-000000000000"];
+    let (acked, failed) = put_records(&client, "handoff", "before", 50).await;
+    assert!(failed.is_empty());
+
+    let status = cluster.stop(leader).await.unwrap();
+    assert!(status.success(), "SIGTERM exits cleanly, got {status}");
+    // Leadership moved before the process exited: a put succeeds at once, well inside the
+    // 1 s minimum election timeout an unannounced loss would cost.
+    let survivors = Client::from_list(&cluster.running_endpoints()).unwrap();
+    let started = Instant::now();
+    let result = put_to(&survivors, "handoff", "0", "after-stop")
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(result.sequence_number.is_some(), "{result:?}");
+    eprintln!("measured: first put after SIGTERM of the leader took {took:?}");
+    assert!(
+        took < Duration::from_millis(1000),
+        "the put waited {took:?}: leadership was not handed off"
+    );
+
+    cluster.start_node(leader).unwrap();
+    let read = read_all(&cluster.client_of(leader), "handoff")
+        .await
+        .unwrap();
+    assert!(data_set(&acked).is_subset(&data_set(&read)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_metadata_quorum_keeps_healthy_shards_working() {
+    // Nodes 1..3 (one per AZ) are the metadata voters; 4..6 replicate metadata as learners.
+    let options = ClusterOptions {
+        nodes: 6,
+        azs: 3,
+        metadata_voters_opt: Some(3),
+    };
+    let mut cluster = Cluster::start(BINARY, options).await.unwrap();
+    let client = cluster.client();
+    client.create_stream("independent", 6, None).await.unwrap();
+    wait_for_leaders(&cluster, "independent").await;
+    let description = client.describe_stream("independent").await.unwrap();
+
+    cluster.kill(1).unwrap();
+    cluster.kill(2).unwrap();
+    let survivors = Client::from_list(&cluster.running_endpoints()).unwrap();
+
+    let started = Instant::now();
+    let refused = cli(&cluster, &["stream", "create", "another", "--shards", "1"]);
+    assert!(!refused.status.success());
+    let message = stderr(&refused);
+    assert!(
+        message.contains("WRITE_QUORUM_UNAVAILABLE") && message.contains("metadata"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "admin failure took {:?}",
+        started.elapsed()
+    );
+
+    let healthy: Vec<_> = description
+        .shards
+        .iter()
+        .filter(|s| {
+            s.replicas
+                .iter()
+                .filter(|r| r.node_id == 1 || r.node_id == 2)
+                .count()
+                <= 1
+        })
+        .collect();
+    assert!(
+        !healthy.is_empty(),
+        "placement left no shard with a quorum outside nodes 1 and 2"
+    );
+    for shard in healthy {
+        let result = wait_until(
+            Duration::from_secs(8),
+            "a put to a shard that kept its quorum",
+            || {
+                let survivors = survivors.clone();
+                let key = shard.starting_hash_key.clone();
+                async move {
+                    match put_to(&survivors, "independent", &key, "still-writing").await {
+                        Ok(r) if r.sequence_number.is_some() => Ok(r),
+                        other => Err(format!("{other:?}")),
+                    }
+                }
+            },
+        )
+        .await
+        .unwrap();
+        let iterator = survivors
+            .get_shard_iterator(
+                "independent",
+                &shard.shard_id,
+                "AT_SEQUENCE_NUMBER",
+                result.sequence_number.as_deref(),
+            )
+            .await
+            .unwrap();
+        let records = survivors.get_records(&iterator, Some(1)).await.unwrap();
+        assert_eq!(records.records[0].data.as_ref(), b"still-writing");
+    }
+}

@@ -1,0 +1,216 @@
+//! The Raft transport: every group's RPCs to a peer node share one lazily connected gRPC channel.
+//! A message names its group; the receiving node routes it to that group's Raft instance.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::type_config::alias::{SnapshotOf, VoteOf};
+use openraft::{BasicNode, OptionalSend, RaftTypeConfig};
+use openraft_multi::{GroupNetworkAdapter, GroupRouter};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::{Channel, Endpoint};
+use tributary_proto::internal::internal_client::InternalClient;
+use tributary_proto::internal::{RaftKind, RaftMessage};
+use tributary_types::{GroupId, NodeId};
+
+use crate::codec;
+
+/// How long to wait for a TCP connection to a peer before calling it unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Internal messages (snapshots, forwarded 5 MiB batches) may be large.
+pub const MAX_INTERNAL_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Snapshots are small serialized blobs sent in one message.
+pub type SnapshotData = Cursor<Vec<u8>>;
+
+/// The node's connection pool, shared by every group.
+#[derive(Clone, Default)]
+pub struct PeerRouter {
+    peers: Arc<Mutex<HashMap<NodeId, Peer>>>,
+}
+
+struct Peer {
+    address: String,
+    client: InternalClient<Channel>,
+}
+
+impl PeerRouter {
+    /// The internal client for `node` at `address`, reconnecting if the address changed.
+    pub fn client(&self, node: NodeId, address: &str) -> Result<InternalClient<Channel>, String> {
+        let mut peers = self.peers.lock().expect("peer map lock poisoned");
+        if let Some(peer) = peers.get(&node)
+            && peer.address == address
+        {
+            return Ok(peer.client.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| format!("bad address {address}: {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true);
+        let client = InternalClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(MAX_INTERNAL_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_INTERNAL_MESSAGE_BYTES);
+        peers.insert(
+            node,
+            Peer {
+                address: address.to_string(),
+                client: client.clone(),
+            },
+        );
+        Ok(client)
+    }
+
+    fn known_client(&self, node: NodeId) -> Result<InternalClient<Channel>, String> {
+        let peers = self.peers.lock().expect("peer map lock poisoned");
+        peers
+            .get(&node)
+            .map(|peer| peer.client.clone())
+            .ok_or_else(|| format!("no address known for node {node}"))
+    }
+
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        kind: RaftKind,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, String> {
+        let mut client = self.known_client(target)?;
+        let message = RaftMessage {
+            group_id: group.0,
+            kind: kind as i32,
+            payload: codec::encode(request)?.into(),
+        };
+        let reply = tokio::time::timeout(timeout, client.raft(message))
+            .await
+            .map_err(|_| format!("{kind:?} to node {target} timed out after {timeout:?}"))?
+            .map_err(|status| format!("{kind:?} to node {target}: {}", status.message()))?
+            .into_inner();
+        let remote: Result<Resp, String> = codec::decode(&reply.payload)?;
+        remote.map_err(|e| format!("node {target} group {group}: {e}"))
+    }
+}
+
+fn unreachable<C: RaftTypeConfig>(message: String) -> Unreachable<C> {
+    Unreachable::from_string(message)
+}
+
+impl<C> GroupRouter<C, GroupId> for PeerRouter
+where
+    C: RaftTypeConfig<NodeId = NodeId, Node = BasicNode>,
+{
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &self,
+        target: NodeId,
+        group_id: GroupId,
+        rpc: AppendEntriesRequest<C>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
+        self.call(
+            target,
+            group_id,
+            RaftKind::AppendEntries,
+            &rpc,
+            option.hard_ttl(),
+        )
+        .await
+        .map_err(|e| RPCError::Unreachable(unreachable(e)))
+    }
+
+    async fn vote(
+        &self,
+        target: NodeId,
+        group_id: GroupId,
+        rpc: VoteRequest<C>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<C>, RPCError<C>> {
+        self.call(target, group_id, RaftKind::Vote, &rpc, option.hard_ttl())
+            .await
+            .map_err(|e| RPCError::Unreachable(unreachable(e)))
+    }
+
+    async fn pre_vote(
+        &self,
+        target: NodeId,
+        group_id: GroupId,
+        rpc: VoteRequest<C>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<C>, RPCError<C>> {
+        self.call(target, group_id, RaftKind::PreVote, &rpc, option.hard_ttl())
+            .await
+            .map_err(|e| RPCError::Unreachable(unreachable(e)))
+    }
+
+    async fn full_snapshot(
+        &self,
+        target: NodeId,
+        group_id: GroupId,
+        vote: VoteOf<C>,
+        snapshot: SnapshotOf<C, SnapshotData>,
+        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
+        let request = (vote, snapshot.meta, snapshot.snapshot.into_inner());
+        self.call(
+            target,
+            group_id,
+            RaftKind::FullSnapshot,
+            &request,
+            option.hard_ttl(),
+        )
+        .await
+        .map_err(|e| StreamingError::Unreachable(unreachable(e)))
+    }
+
+    async fn transfer_leader(
+        &self,
+        target: NodeId,
+        group_id: GroupId,
+        req: TransferLeaderRequest<C>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<C>, RPCError<C>> {
+        self.call(
+            target,
+            group_id,
+            RaftKind::TransferLeader,
+            &req,
+            option.hard_ttl(),
+        )
+        .await
+        .map_err(|e| RPCError::Unreachable(unreachable(e)))
+    }
+}
+
+/// Creates one network client per (peer, group); all of them share the node's [`PeerRouter`].
+#[derive(Clone)]
+pub struct NetworkFactory {
+    pub router: PeerRouter,
+    pub group: GroupId,
+}
+
+impl<C> RaftNetworkFactory<C> for NetworkFactory
+where
+    C: RaftTypeConfig<NodeId = NodeId, Node = BasicNode>,
+{
+    type Network = GroupNetworkAdapter<C, GroupId, PeerRouter>;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        if let Err(error) = self.router.client(target, &node.addr) {
+            tracing::warn!(target, %error, "cannot create a client for peer");
+        }
+        GroupNetworkAdapter::new(self.router.clone(), target, self.group)
+    }
+}

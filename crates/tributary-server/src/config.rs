@@ -1,0 +1,115 @@
+//! Node configuration: flags, an optional TOML file (`--config`) and `TRIBUTARY_` environment
+//! variables, validated into one typed [`NodeConfig`]. Every key and its default is documented in
+//! `cluster/node.example.toml`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use tributary_types::NodeId;
+
+/// How long a put may wait for a shard's quorum (including a leader election) before it fails
+/// with WRITE_QUORUM_UNAVAILABLE.
+pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 3_000;
+/// How long an admin operation may wait for the metadata group's quorum.
+pub const DEFAULT_ADMIN_TIMEOUT_MS: u64 = 3_000;
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    pub az: String,
+    pub listen: SocketAddr,
+    /// The address peers and clients use to reach this node (defaults to `listen`).
+    pub advertise: String,
+    pub data_dir: PathBuf,
+    /// The initial metadata voters, used only when the data dir is new.
+    pub peers: BTreeMap<NodeId, String>,
+    pub http_listen_opt: Option<SocketAddr>,
+    pub cluster_name: String,
+    pub write_timeout: Duration,
+    pub admin_timeout: Duration,
+}
+
+/// The optional TOML file; every field may be omitted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub id: Option<NodeId>,
+    pub az: Option<String>,
+    pub listen: Option<String>,
+    pub advertise: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub peers: Option<String>,
+    pub http_listen: Option<String>,
+    pub cluster_name: Option<String>,
+    pub write_timeout_ms: Option<u64>,
+    pub admin_timeout_ms: Option<u64>,
+}
+
+impl FileConfig {
+    pub fn load(path: &std::path::Path) -> anyhow::Result<FileConfig> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// Parses `1=host:port,2=host:port`.
+pub fn parse_peers(text: &str) -> anyhow::Result<BTreeMap<NodeId, String>> {
+    let mut peers = BTreeMap::new();
+    for item in text
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+    {
+        let Some((id, address)) = item.split_once('=') else {
+            bail!("peer '{item}' is not of the form ID=HOST:PORT");
+        };
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .with_context(|| format!("peer id in '{item}'"))?;
+        if address.trim().is_empty() {
+            bail!("peer '{item}' has no address");
+        }
+        if peers.insert(id, address.trim().to_string()).is_some() {
+            bail!("peer id {id} is listed twice");
+        }
+    }
+    Ok(peers)
+}
+
+impl NodeConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.az.trim().is_empty() {
+            bail!("--az must name an availability zone");
+        }
+        if !self.peers.is_empty() && !self.peers.contains_key(&self.id) {
+            bail!(
+                "--peers lists the initial metadata voters and must include this node ({})",
+                self.id
+            );
+        }
+        if self.write_timeout.is_zero() || self.admin_timeout.is_zero() {
+            bail!("timeouts must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_and_reject_garbage() {
+        let peers = parse_peers("1=127.0.0.1:7101, 2=127.0.0.1:7102").unwrap();
+        assert_eq!(peers[&2], "127.0.0.1:7102");
+        assert!(parse_peers("1").is_err());
+        assert!(parse_peers("x=a:1").is_err());
+        assert!(parse_peers("1=a:1,1=b:2").is_err());
+    }
+}

@@ -1,0 +1,25 @@
+//! A Tributary node.
+//!
+//! - [`meta`]: the metadata group (node list, stream catalogue, placement), replicated everywhere.
+//! - [`shard`]: shard groups, whose state machine numbers and stores records.
+//! - [`node`]: start-up, the shard-group reconciler, shutdown.
+//! - [`writes`] / [`reads`]: the put path (route, forward to leaders, quorum deadlines) and the
+//!   read path (iterators, reads from the leader or any replica).
+//! - [`service`]: the domain API trait and the thin gRPC shims over it.
+
+mod admin;
+pub mod api;
+pub mod config;
+mod groups;
+mod http;
+pub mod meta;
+pub mod node;
+mod reads;
+pub mod service;
+pub mod shard;
+mod sm_store;
+mod telemetry;
+mod writes;
+
+pub use config::NodeConfig;
+pub use node::Node;

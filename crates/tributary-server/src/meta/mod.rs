@@ -1,0 +1,10 @@
+//! The metadata group (group 0): the node list and the stream catalogue, replicated on every node.
+
+mod machine;
+pub mod placement;
+pub mod state;
+
+pub use machine::{MetaMachine, MetaView};
+pub use state::{MetaState, NodeInfo, ShardMeta, ShardStatus, StreamMeta, StreamStatus};
+
+pub type MetaRaft = openraft::Raft<tributary_raft::meta::MetaTypeConfig, MetaMachine>;

@@ -1,0 +1,477 @@
+//! A node's life: open storage, start the metadata group, serve gRPC and HTTP, keep the shard
+//! groups this node replicates in step with the catalogue, and stop cleanly on SIGTERM.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use openraft::BasicNode;
+use openraft::async_runtime::WatchReceiver;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tributary_proto::v1::tributary_client::TributaryClient;
+use tributary_raft::meta::MetaCommand;
+use tributary_raft::{NetworkFactory, PeerRouter, config::raft_config};
+use tributary_storage::{LogStore, Store};
+use tributary_types::{Error, GroupId, METADATA_GROUP, NodeId};
+
+use crate::config::NodeConfig;
+use crate::groups::{Groups, ShardGroup};
+use crate::meta::{MetaMachine, MetaRaft, MetaView, ShardMeta};
+use crate::shard::{ShardMachine, ShardRaft};
+use crate::{http, service, telemetry};
+
+/// Public API messages carry up to 5 MiB of records (10 MiB of reads) plus framing.
+pub const MAX_PUBLIC_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// How long SIGTERM waits for shard leadership to move to another replica.
+const LEADERSHIP_HANDOFF_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub struct Node {
+    pub config: NodeConfig,
+    pub store: Store,
+    pub router: PeerRouter,
+    pub meta_raft: MetaRaft,
+    pub meta: MetaView,
+    pub(crate) groups: Groups,
+    /// Leaders learned from NOT_LEADER answers, for groups this node does not replicate.
+    pub(crate) leader_hints: Mutex<HashMap<GroupId, NodeId>>,
+    public_clients: Mutex<HashMap<String, TributaryClient<Channel>>>,
+    serving: AtomicBool,
+    stop_tx: watch::Sender<bool>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Identity {
+    node_id: NodeId,
+    az: String,
+}
+
+/// A started node and the tasks serving it.
+pub struct RunningNode {
+    pub node: Arc<Node>,
+    pub grpc_address: std::net::SocketAddr,
+    pub http_address_opt: Option<std::net::SocketAddr>,
+    grpc_task: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Node {
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop_tx.subscribe()
+    }
+
+    /// The public-API client for another node (used to forward reads).
+    pub(crate) fn public_client(&self, address: &str) -> Result<TributaryClient<Channel>, Error> {
+        let mut clients = self
+            .public_clients
+            .lock()
+            .expect("client map lock poisoned");
+        if let Some(client) = clients.get(address) {
+            return Ok(client.clone());
+        }
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| Error::internal(format!("bad node address {address}: {e}")))?
+            .connect_timeout(tributary_raft::network::CONNECT_TIMEOUT)
+            .tcp_nodelay(true);
+        let client = TributaryClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(MAX_PUBLIC_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_PUBLIC_MESSAGE_BYTES);
+        clients.insert(address.to_string(), client.clone());
+        Ok(client)
+    }
+
+    pub(crate) fn node_address(&self, node: NodeId) -> Option<String> {
+        self.meta
+            .read(|state| state.nodes.get(&node).map(|info| info.address.clone()))
+    }
+
+    pub(crate) fn shard_group(&self, group: GroupId) -> Option<Arc<ShardGroup>> {
+        self.groups.get(group)
+    }
+
+    /// Starts a node: storage, metadata group, gRPC and HTTP listeners, background tasks.
+    pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        let fresh = check_identity(&config)?;
+        let store = Store::open(&config.data_dir.join("db")).context("opening RocksDB")?;
+        let router = PeerRouter::default();
+        let (meta_machine, meta_view) = MetaMachine::open(store.clone())?;
+        let meta_raft = MetaRaft::new(
+            config.id,
+            raft_config(&config.cluster_name),
+            NetworkFactory {
+                router: router.clone(),
+                group: METADATA_GROUP,
+            },
+            LogStore::new(store.clone(), METADATA_GROUP),
+            meta_machine,
+        )
+        .await
+        .context("starting the metadata group")?;
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let grpc_address = listener.local_addr()?;
+        let http_listener_opt = match config.http_listen_opt {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding {address}"))?,
+            ),
+            None => None,
+        };
+        let (stop_tx, _) = watch::channel(false);
+        let node = Arc::new(Node {
+            config,
+            store,
+            router,
+            meta_raft,
+            meta: meta_view,
+            groups: Groups::default(),
+            leader_hints: Mutex::new(HashMap::new()),
+            public_clients: Mutex::new(HashMap::new()),
+            serving: AtomicBool::new(false),
+            stop_tx,
+        });
+
+        let grpc_task = tokio::spawn(service::serve(node.clone(), listener));
+        let mut background = Vec::new();
+        let http_address_opt = match http_listener_opt {
+            Some(listener) => {
+                let address = listener.local_addr()?;
+                background.push(tokio::spawn(http::serve(
+                    node.clone(),
+                    listener,
+                    telemetry::prometheus(),
+                )));
+                Some(address)
+            }
+            None => None,
+        };
+
+        if fresh && !node.config.peers.is_empty() {
+            initialize_metadata_group(&node).await?;
+        }
+        background.push(tokio::spawn(register_self(node.clone())));
+        background.push(tokio::spawn(reconcile_groups(node.clone())));
+        background.push(tokio::spawn(add_metadata_learners(node.clone())));
+        background.push(tokio::spawn(telemetry::export_raft_metrics(node.clone())));
+        node.serving.store(true, Ordering::Release);
+        tracing::info!(node_id = node.id(), az = %node.config.az, address = %grpc_address, "node serving");
+        Ok(RunningNode {
+            node,
+            grpc_address,
+            http_address_opt,
+            grpc_task,
+            background,
+        })
+    }
+}
+
+impl RunningNode {
+    /// Clean stop: hand shard leadership to healthy replicas, answer in-flight requests, stop
+    /// every group and flush storage.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let node = self.node;
+        tracing::info!(
+            node_id = node.id(),
+            "stopping: handing off shard leadership"
+        );
+        hand_off_leadership(&node).await;
+        node.serving.store(false, Ordering::Release);
+        node.stop_tx.send_replace(true);
+        if let Err(error) = self.grpc_task.await {
+            tracing::warn!(%error, "gRPC server task failed");
+        }
+        for task in self.background {
+            task.abort();
+        }
+        for group in node.groups.all() {
+            if let Err(error) = group.raft.shutdown().await {
+                tracing::warn!(group = %group.group, %error, "shard group did not stop cleanly");
+            }
+        }
+        if let Err(error) = node.meta_raft.shutdown().await {
+            tracing::warn!(%error, "metadata group did not stop cleanly");
+        }
+        node.store.flush_all().context("flushing storage")?;
+        tracing::info!(node_id = node.id(), "stopped");
+        Ok(())
+    }
+}
+
+/// Records which node owns the data dir; returns whether it is new.
+fn check_identity(config: &NodeConfig) -> anyhow::Result<bool> {
+    let path = config.data_dir.join("identity.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let identity: Identity =
+                serde_json::from_slice(&bytes).context("reading identity.json")?;
+            if identity.node_id != config.id {
+                bail!(
+                    "data dir {} belongs to node {}, not node {}; a node whose data was wiped must join under a new id",
+                    config.data_dir.display(),
+                    identity.node_id,
+                    config.id
+                );
+            }
+            Ok(false)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let identity = Identity {
+                node_id: config.id,
+                az: config.az.clone(),
+            };
+            std::fs::write(&path, serde_json::to_vec_pretty(&identity)?)?;
+            Ok(true)
+        }
+        Err(error) => Err(error).context("reading identity.json"),
+    }
+}
+
+/// Every initial voter initializes group 0 with the same membership; Raft elects one leader.
+async fn initialize_metadata_group(node: &Node) -> anyhow::Result<()> {
+    if node.meta_raft.is_initialized().await? {
+        return Ok(());
+    }
+    let members: BTreeMap<NodeId, BasicNode> = node
+        .config
+        .peers
+        .iter()
+        .map(|(id, address)| {
+            (
+                *id,
+                BasicNode {
+                    addr: address.clone(),
+                },
+            )
+        })
+        .collect();
+    match node.meta_raft.initialize(members).await {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            tracing::debug!(%error, "metadata group already initialized");
+            Ok(())
+        }
+    }
+}
+
+/// Announces this node's AZ and address to the catalogue, retrying until the metadata group
+/// accepts it.
+async fn register_self(node: Arc<Node>) {
+    let command = MetaCommand::RegisterNode {
+        node_id: node.id(),
+        az: node.config.az.clone(),
+        address: node.config.advertise.clone(),
+    };
+    loop {
+        let registered = node.meta.read(|state| {
+            state.nodes.get(&node.id()).is_some_and(|info| {
+                info.az == node.config.az && info.address == node.config.advertise
+            })
+        });
+        if registered {
+            return;
+        }
+        match node.meta_write(command.clone()).await {
+            Ok(()) => tracing::info!(node_id = node.id(), "registered with the cluster"),
+            Err(error) => {
+                tracing::debug!(%error, "registration not accepted yet");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// On the metadata leader: every registered node that is not a member of group 0 joins it as a
+/// learner, so every node keeps a replica of the catalogue and routes without a round trip.
+async fn add_metadata_learners(node: Arc<Node>) {
+    let mut changes = node.meta.changes();
+    let mut leader_changes = node.meta_raft.metrics();
+    loop {
+        let is_leader = node.meta_raft.metrics().borrow_watched().current_leader == Some(node.id());
+        if is_leader {
+            let membership = node
+                .meta_raft
+                .metrics()
+                .borrow_watched()
+                .membership_config
+                .clone();
+            let members: Vec<NodeId> = membership.membership().nodes().map(|(id, _)| *id).collect();
+            let missing: Vec<(NodeId, String)> = node.meta.read(|state| {
+                state
+                    .nodes
+                    .iter()
+                    .filter(|(id, _)| !members.contains(id))
+                    .map(|(id, info)| (*id, info.address.clone()))
+                    .collect()
+            });
+            for (id, address) in missing {
+                match node
+                    .meta_raft
+                    .add_learner(id, BasicNode { addr: address }, false)
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(learner = id, "node joined the metadata group as a learner")
+                    }
+                    Err(error) => {
+                        tracing::debug!(learner = id, %error, "adding metadata learner failed")
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            changed = leader_changes.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Starts the shard groups the catalogue places on this node and removes the ones it dropped.
+async fn reconcile_groups(node: Arc<Node>) {
+    let mut changes = node.meta.changes();
+    loop {
+        if let Err(error) = reconcile_once(&node).await {
+            tracing::error!(%error, "reconciling shard groups failed");
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn reconcile_once(node: &Arc<Node>) -> anyhow::Result<()> {
+    let state = node.meta.snapshot();
+    let wanted: HashMap<GroupId, (tributary_types::StreamName, ShardMeta)> = state
+        .groups_of(node.id())
+        .map(|(stream, shard)| (shard.group, (stream.name.clone(), shard.clone())))
+        .collect();
+    for (group, (stream, shard)) in &wanted {
+        if node.groups.get(*group).is_some() {
+            continue;
+        }
+        let members: BTreeMap<NodeId, BasicNode> = shard
+            .replicas
+            .iter()
+            .filter_map(|id| {
+                state.nodes.get(id).map(|info| {
+                    (
+                        *id,
+                        BasicNode {
+                            addr: info.address.clone(),
+                        },
+                    )
+                })
+            })
+            .collect();
+        start_group(node, stream.clone(), shard, members).await?;
+    }
+    for group in node.groups.ids() {
+        if wanted.contains_key(&group) {
+            continue;
+        }
+        if let Some(removed) = node.groups.remove(group) {
+            tracing::info!(group = %group, stream = %removed.stream, shard = %removed.shard, "removing shard group");
+            removed.raft.shutdown().await.ok();
+            let store = node.store.clone();
+            tokio::task::spawn_blocking(move || store.delete_group(group)).await??;
+        }
+    }
+    Ok(())
+}
+
+async fn start_group(
+    node: &Arc<Node>,
+    stream: tributary_types::StreamName,
+    shard: &ShardMeta,
+    members: BTreeMap<NodeId, BasicNode>,
+) -> anyhow::Result<()> {
+    let (machine, tip) = ShardMachine::open(node.store.clone(), shard.group, shard.shard_id)?;
+    let raft = ShardRaft::new(
+        node.id(),
+        raft_config(&node.config.cluster_name),
+        NetworkFactory {
+            router: node.router.clone(),
+            group: shard.group,
+        },
+        LogStore::new(node.store.clone(), shard.group),
+        machine,
+    )
+    .await?;
+    // The preferred leader alone initializes the group, so it wins the first election and leaders
+    // stay spread the way placement chose.
+    let preferred_leader = shard.replicas.first() == Some(&node.id());
+    if preferred_leader && !raft.is_initialized().await? && members.len() == shard.replicas.len() {
+        match raft.initialize(members).await {
+            // Campaign now rather than after an election timeout, so a new stream takes writes sooner.
+            Ok(()) => raft
+                .trigger()
+                .elect(false)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            Err(error) => {
+                tracing::debug!(group = %shard.group, %error, "shard group already initialized")
+            }
+        }
+    }
+    tracing::info!(group = %shard.group, %stream, shard = %shard.shard_id, "shard group started");
+    node.groups.insert(Arc::new(ShardGroup {
+        group: shard.group,
+        stream,
+        shard: shard.shard_id,
+        raft,
+        tip,
+    }));
+    Ok(())
+}
+
+/// Moves leadership of every shard this node leads to another voter, waiting a bounded time.
+async fn hand_off_leadership(node: &Arc<Node>) {
+    let deadline = tokio::time::Instant::now() + LEADERSHIP_HANDOFF_TIMEOUT;
+    let led: Vec<Arc<ShardGroup>> = node
+        .groups
+        .all()
+        .into_iter()
+        .filter(|group| group.current_leader() == Some(node.id()))
+        .collect();
+    for group in &led {
+        let target = group.raft.voter_ids().find(|id| *id != node.id());
+        if let Some(target) = target
+            && let Err(error) = group.raft.trigger().transfer_leader(target).await
+        {
+            tracing::warn!(group = %group.group, %error, "leadership transfer failed");
+        }
+    }
+    if node.meta_raft.metrics().borrow_watched().current_leader == Some(node.id())
+        && let Some(target) = node.meta_raft.voter_ids().find(|id| *id != node.id())
+    {
+        node.meta_raft.trigger().transfer_leader(target).await.ok();
+    }
+    for group in &led {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let wait = group.raft.wait(Some(remaining));
+        let moved = wait
+            .metrics(|m| m.current_leader != Some(node.id()), "leadership moved")
+            .await;
+        if moved.is_err() {
+            tracing::warn!(group = %group.group, "leadership did not move before the shutdown deadline");
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The read path. Iterators are self-describing tokens, so any replica can serve them. A read is
+//! served by the shard's leader when one is known and reachable (so a reader sees every write
+//! acknowledged before it), else by this node's own replica, which holds only committed records —
+//! the read-only quorum after a majority is lost.
+
+use std::sync::Arc;
+
+use tonic::metadata::MetadataValue;
+use tributary_proto::v1;
+use tributary_types::{
+    Error, GroupId, IteratorPosition, MAX_GET_RECORDS_LIMIT, SequenceNumber, ShardId,
+    ShardIterator, ShardIteratorType, StreamName,
+};
+
+use crate::api::GetRecordsOutput;
+use crate::groups::ShardGroup;
+use crate::meta::ShardMeta;
+use crate::node::Node;
+use crate::service::convert;
+use crate::shard::records;
+
+/// Requests a node forwards carry this header; the receiver serves them from its own replica.
+pub const FORWARDED_HEADER: &str = "x-tributary-forwarded";
+/// GetRecords returns at most this much data per call, as in Kinesis.
+pub const MAX_GET_RECORDS_BYTES: usize = 10 * 1024 * 1024;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Where a read is served.
+enum ReadRoute {
+    Local(Arc<ShardGroup>),
+    /// Other nodes to try in order (the leader first), then the local replica if any.
+    Remote(Vec<String>, Option<Arc<ShardGroup>>),
+}
+
+impl Node {
+    fn shard_meta(&self, stream: &StreamName, shard: ShardId) -> Result<ShardMeta, Error> {
+        self.meta.read(|state| {
+            let stream_meta = state.stream(stream)?;
+            stream_meta.shard(shard).cloned().ok_or_else(|| {
+                Error::not_found(format!(
+                    "Shard {shard} in stream {stream} under this cluster does not exist"
+                ))
+            })
+        })
+    }
+
+    fn read_route(&self, shard: &ShardMeta, forwarded: bool) -> Result<ReadRoute, Error> {
+        let local_opt = self.shard_group(shard.group);
+        if forwarded {
+            return local_opt.map(ReadRoute::Local).ok_or_else(|| {
+                Error::internal(format!(
+                    "node {} holds no replica of {}",
+                    self.id(),
+                    shard.shard_id
+                ))
+            });
+        }
+        let leader_opt = local_opt.as_ref().and_then(|g| g.current_leader());
+        match (leader_opt, local_opt) {
+            (Some(leader), Some(local)) if leader == self.id() => Ok(ReadRoute::Local(local)),
+            (None, Some(local)) => Ok(ReadRoute::Local(local)),
+            (Some(leader), local_opt) => Ok(ReadRoute::Remote(
+                self.node_address(leader).into_iter().collect(),
+                local_opt,
+            )),
+            (None, None) => {
+                let addresses = shard
+                    .replicas
+                    .iter()
+                    .filter_map(|id| self.node_address(*id))
+                    .collect();
+                Ok(ReadRoute::Remote(addresses, None))
+            }
+        }
+    }
+
+    pub async fn get_shard_iterator(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        iterator_type: &str,
+        starting_sequence_number_opt: Option<&str>,
+        forwarded: bool,
+    ) -> Result<String, Error> {
+        let stream: StreamName = stream.parse()?;
+        let shard_id: ShardId = shard_id.parse()?;
+        let iterator_type =
+            parse_iterator_type(iterator_type, starting_sequence_number_opt, shard_id)?;
+        let shard = self.shard_meta(&stream, shard_id)?;
+        let request = v1::GetShardIteratorRequest {
+            stream_name: stream.to_string(),
+            shard_id: shard_id.to_string(),
+            shard_iterator_type: convert::iterator_type_name(iterator_type).to_string(),
+            starting_sequence_number: starting_sequence_number_opt.map(str::to_string),
+        };
+        let local = match self.read_route(&shard, forwarded)? {
+            ReadRoute::Local(local) => local,
+            ReadRoute::Remote(addresses, local_opt) => {
+                for address in addresses {
+                    let Ok(mut client) = self.public_client(&address) else {
+                        continue;
+                    };
+                    match client
+                        .get_shard_iterator(forwarded_request(request.clone()))
+                        .await
+                    {
+                        Ok(response) => return Ok(response.into_inner().shard_iterator),
+                        Err(status) => {
+                            tracing::debug!(%address, %status, "forwarded GetShardIterator failed")
+                        }
+                    }
+                }
+                local_opt
+                    .ok_or_else(|| Error::internal(format!("no replica of {shard_id} answered")))?
+            }
+        };
+        let from_inclusive = match iterator_type {
+            ShardIteratorType::TrimHorizon => SequenceNumber::shard_start(shard_id),
+            ShardIteratorType::Latest => match *local.tip.borrow() {
+                Some(tip) => SequenceNumber(tip.0 + 1),
+                None => SequenceNumber::shard_start(shard_id),
+            },
+            ShardIteratorType::AtSequenceNumber(n) => n,
+            ShardIteratorType::AfterSequenceNumber(n) => SequenceNumber(n.0 + 1),
+        };
+        let iterator = ShardIterator {
+            stream,
+            shard: shard_id,
+            position: IteratorPosition { from_inclusive },
+            issued_at_ms: now_ms(),
+        };
+        Ok(iterator.encode())
+    }
+
+    pub async fn get_records(
+        &self,
+        token: &str,
+        limit_opt: Option<u32>,
+        forwarded: bool,
+    ) -> Result<GetRecordsOutput, Error> {
+        let limit = limit_opt.unwrap_or(MAX_GET_RECORDS_LIMIT);
+        if !(1..=MAX_GET_RECORDS_LIMIT).contains(&limit) {
+            return Err(Error::invalid_argument(format!(
+                "Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value between 1 and {MAX_GET_RECORDS_LIMIT}"
+            )));
+        }
+        let iterator = ShardIterator::decode(token, now_ms())?;
+        let shard = self.shard_meta(&iterator.stream, iterator.shard)?;
+        let local = match self.read_route(&shard, forwarded)? {
+            ReadRoute::Local(local) => local,
+            ReadRoute::Remote(addresses, local_opt) => {
+                let request = v1::GetRecordsRequest {
+                    shard_iterator: token.to_string(),
+                    limit: Some(limit),
+                };
+                for address in addresses {
+                    let Ok(mut client) = self.public_client(&address) else {
+                        continue;
+                    };
+                    match client.get_records(forwarded_request(request.clone())).await {
+                        Ok(response) => {
+                            return convert::get_records_output_from_proto(response.into_inner());
+                        }
+                        Err(status) => {
+                            tracing::debug!(%address, %status, "forwarded GetRecords failed")
+                        }
+                    }
+                }
+                local_opt.ok_or_else(|| {
+                    Error::internal(format!("no replica of {} answered", iterator.shard))
+                })?
+            }
+        };
+        read_local(self, local.group, iterator, limit as usize).await
+    }
+}
+
+async fn read_local(
+    node: &Node,
+    group: GroupId,
+    iterator: ShardIterator,
+    limit: usize,
+) -> Result<GetRecordsOutput, Error> {
+    let store = node.store.clone();
+    let from = iterator.position.from_inclusive;
+    let (records, tip_opt) = tokio::task::spawn_blocking(move || {
+        let records = records::read(&store, group, from, limit, MAX_GET_RECORDS_BYTES)?;
+        let tip = records::last(&store, group)?;
+        Ok::<_, std::io::Error>((records, tip))
+    })
+    .await
+    .map_err(|e| Error::internal(format!("read task failed: {e}")))?
+    .map_err(|e| Error::internal(format!("reading records: {e}")))?;
+
+    let millis_behind_latest = match (records.last(), &tip_opt) {
+        (Some(last), Some(tip)) if last.sequence_number < tip.sequence_number => tip
+            .approximate_arrival_timestamp_ms
+            .saturating_sub(last.approximate_arrival_timestamp_ms),
+        _ => 0,
+    };
+    let next_from = records
+        .last()
+        .map_or(from, |last| SequenceNumber(last.sequence_number.0 + 1));
+    let next = ShardIterator {
+        position: IteratorPosition {
+            from_inclusive: next_from,
+        },
+        issued_at_ms: now_ms(),
+        ..iterator
+    };
+    Ok(GetRecordsOutput {
+        records,
+        next_shard_iterator_opt: Some(next.encode()),
+        millis_behind_latest,
+    })
+}
+
+fn forwarded_request<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert(FORWARDED_HEADER, MetadataValue::from_static("1"));
+    request
+}
+
+fn parse_iterator_type(
+    text: &str,
+    sequence_number_opt: Option<&str>,
+    shard: ShardId,
+) -> Result<ShardIteratorType, Error> {
+    let number = || -> Result<SequenceNumber, Error> {
+        let text = sequence_number_opt.ok_or_else(|| {
+            Error::invalid_argument(format!(
+                "StartingSequenceNumber is required for ShardIteratorType {text}"
+            ))
+        })?;
+        SequenceNumber::parse_for_shard(text, shard)
+    };
+    let no_number = |kind: ShardIteratorType| {
+        if sequence_number_opt.is_some() {
+            return Err(Error::invalid_argument(format!(
+                "StartingSequenceNumber must not be given with ShardIteratorType {text}"
+            )));
+        }
+        Ok(kind)
+    };
+    match text {
+        "TRIM_HORIZON" => no_number(ShardIteratorType::TrimHorizon),
+        "LATEST" => no_number(ShardIteratorType::Latest),
+        "AT_SEQUENCE_NUMBER" => Ok(ShardIteratorType::AtSequenceNumber(number()?)),
+        "AFTER_SEQUENCE_NUMBER" => Ok(ShardIteratorType::AfterSequenceNumber(number()?)),
+        other => Err(Error::invalid_argument(format!(
+            "Value '{other}' at 'shardIteratorType' failed to satisfy constraint: Member must satisfy enum value set: \
+             [AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, TRIM_HORIZON, LATEST]"
+        ))),
+    }
+}

@@ -1,0 +1,39 @@
+//! gRPC services: thin shims that convert messages (in [`convert`]) and call [`Node`]. Every
+//! error leaves through [`tributary_proto::status_from_error`].
+
+pub mod convert;
+mod internal;
+mod public;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tributary_proto::internal::internal_server::InternalServer;
+use tributary_proto::v1::tributary_server::TributaryServer;
+use tributary_raft::network::MAX_INTERNAL_MESSAGE_BYTES;
+
+use crate::node::{MAX_PUBLIC_MESSAGE_BYTES, Node};
+
+/// Serves the public and internal APIs on one port until the node stops; in-flight calls finish.
+pub async fn serve(node: Arc<Node>, listener: TcpListener) {
+    let mut stop = node.stop_signal();
+    let public = TributaryServer::new(public::PublicService { node: node.clone() })
+        .max_decoding_message_size(MAX_PUBLIC_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_PUBLIC_MESSAGE_BYTES);
+    let internal = InternalServer::new(internal::InternalService { node })
+        .max_decoding_message_size(MAX_INTERNAL_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_INTERNAL_MESSAGE_BYTES);
+    let shutdown = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    let result = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(public)
+        .add_service(internal)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    if let Err(error) = result {
+        tracing::error!(%error, "gRPC server failed");
+    }
+}

@@ -1,0 +1,509 @@
+//! The write path. A put is validated, routed by hash key to open shards, and each shard's batch
+//! is proposed on its leader: locally when this node leads, else forwarded (one hop; the receiver
+//! never forwards again). Every attempt runs under one deadline; a shard that cannot commit by
+//! then answers WRITE_QUORUM_UNAVAILABLE, and a leader that has not heard from a majority for an
+//! election timeout refuses at once instead of queueing writes that cannot commit.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, ForwardReason, RaftError};
+use openraft::storage::RaftStateMachine;
+use openraft::{BasicNode, Instant as _, Raft, RaftTypeConfig};
+use tokio::time::Instant;
+use tributary_proto::internal::{MetaWriteRequest, ShardWriteRequest};
+use tributary_raft::codec;
+use tributary_raft::config::ELECTION_TIMEOUT_MAX_MS;
+use tributary_raft::meta::{MetaCommand, MetaResponse};
+use tributary_raft::shard::{PutBatch, ShardCommand, ShardResponse};
+use tributary_types::{
+    Error, ErrorCode, GroupId, MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_ENTRIES, NodeId,
+    PutRecordEntry, SequenceNumber, StreamName, validate_put_entry,
+};
+
+use crate::api::PutRecordResult;
+use crate::groups::ShardGroup;
+use crate::meta::{ShardMeta, ShardStatus};
+use crate::node::Node;
+use crate::telemetry;
+
+/// A leader whose last majority acknowledgement is older than this refuses writes at once.
+const QUORUM_STALE_AFTER: Duration = Duration::from_millis(ELECTION_TIMEOUT_MAX_MS);
+/// Pause between attempts while a group elects a leader.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// The outcome of one attempt to commit through one node.
+pub(crate) enum Attempt<T> {
+    Done(Result<T, Error>),
+    /// Try again (until the deadline), at the leader named when one is known.
+    Retry {
+        leader_opt: Option<NodeId>,
+        why: String,
+    },
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Proposes `command` on the local replica of a group.
+pub(crate) async fn propose<C, SM>(
+    raft: &Raft<C, SM>,
+    command: C::D,
+    deadline: Instant,
+    what: &str,
+) -> Attempt<C::R>
+where
+    C: RaftTypeConfig<NodeId = NodeId, Node = BasicNode>,
+    SM: RaftStateMachine<C>,
+{
+    {
+        let metrics = raft.metrics().borrow_watched().clone();
+        if metrics.current_leader == Some(metrics.id)
+            && let Some(acked) = &metrics.last_quorum_acked
+            && acked.elapsed() > QUORUM_STALE_AFTER
+        {
+            let since: Duration = acked.elapsed();
+            return Attempt::Done(Err(Error::quorum_unavailable(format!(
+                "{what} cannot reach a majority of its replicas (last acknowledged {} ms ago); \
+                 committed records stay readable",
+                since.as_millis()
+            ))));
+        }
+    }
+    match tokio::time::timeout_at(deadline, raft.client_write(command)).await {
+        Ok(Ok(response)) => Attempt::Done(Ok(response.data)),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+            if forward.reason == ForwardReason::LeaseExpired {
+                return Attempt::Done(Err(Error::quorum_unavailable(format!(
+                    "{what} lost contact with a majority of its replicas; committed records stay readable"
+                ))));
+            }
+            Attempt::Retry {
+                leader_opt: forward.leader_id,
+                why: "this node is not the leader".to_string(),
+            }
+        }
+        Ok(Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)))) => {
+            Attempt::Done(Err(Error::internal(format!(
+                "{what} changed leader while the write was in flight; it may or may not have been committed"
+            ))))
+        }
+        Ok(Err(RaftError::APIError(other))) => {
+            Attempt::Done(Err(Error::internal(format!("{what}: {other}"))))
+        }
+        Ok(Err(RaftError::Fatal(fatal))) => Attempt::Retry {
+            leader_opt: None,
+            why: format!("{what} stopped: {fatal}"),
+        },
+        Err(_) => Attempt::Done(Err(Error::quorum_unavailable(format!(
+            "{what} did not get the write acknowledged by a majority in time; it will be applied only if \
+             that majority returns with it"
+        )))),
+    }
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+impl Node {
+    pub async fn put_records(
+        &self,
+        stream: &str,
+        entries: Vec<PutRecordEntry>,
+    ) -> Result<Vec<PutRecordResult>, Error> {
+        let started = Instant::now();
+        let stream: StreamName = stream.parse()?;
+        if entries.is_empty() || entries.len() > MAX_PUT_RECORDS_ENTRIES {
+            return Err(Error::invalid_argument(format!(
+                "A PutRecords call carries 1 to {MAX_PUT_RECORDS_ENTRIES} records; got {}",
+                entries.len()
+            )));
+        }
+        let total: usize = entries
+            .iter()
+            .map(|e| e.data.len() + e.partition_key.len())
+            .sum();
+        if total > MAX_PUT_RECORDS_BYTES {
+            return Err(Error::invalid_argument(format!(
+                "A PutRecords call carries at most {MAX_PUT_RECORDS_BYTES} bytes including partition keys; got {total}"
+            )));
+        }
+        let mut hash_keys = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.iter().enumerate() {
+            let hash_key = validate_put_entry(entry)
+                .map_err(|e| Error::new(e.code, format!("Record {index}: {}", e.message)))?;
+            hash_keys.push(hash_key);
+        }
+        let shards: Vec<ShardMeta> = self
+            .meta
+            .read(|state| state.stream(&stream).map(|s| s.shards.clone()))?;
+
+        let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (index, hash_key) in hash_keys.iter().enumerate() {
+            let Some(position) = shards
+                .iter()
+                .position(|s| s.status == ShardStatus::Open && s.hash_range.contains(*hash_key))
+            else {
+                return Err(Error::internal(format!(
+                    "stream {stream} has no open shard for hash key {}",
+                    hash_key.0
+                )));
+            };
+            by_shard.entry(position).or_default().push(index);
+        }
+
+        let arrival_ms = now_ms();
+        let mut entries: Vec<Option<PutRecordEntry>> = entries.into_iter().map(Some).collect();
+        let writes = by_shard.into_iter().map(|(position, indexes)| {
+            let shard = &shards[position];
+            let records = indexes
+                .iter()
+                .map(|i| {
+                    entries[*i]
+                        .take()
+                        .map(|e| (e.partition_key, e.data))
+                        .unwrap_or_default()
+                })
+                .collect();
+            let batch = PutBatch {
+                arrival_ms,
+                records,
+            };
+            let stream = &stream;
+            async move {
+                (
+                    shard.shard_id,
+                    indexes,
+                    self.shard_write(stream, shard, batch).await,
+                )
+            }
+        });
+        let outcomes = futures::future::join_all(writes).await;
+
+        let mut results: Vec<PutRecordResult> =
+            vec![Err(Error::internal("unrouted record")); hash_keys.len()];
+        for (shard_id, indexes, outcome) in outcomes {
+            match outcome {
+                Ok(numbers) => {
+                    debug_assert_eq!(
+                        numbers.len(),
+                        indexes.len(),
+                        "one sequence number per record"
+                    );
+                    for (index, number) in indexes.into_iter().zip(numbers) {
+                        results[index] = Ok((shard_id, number));
+                    }
+                }
+                Err(error) => {
+                    telemetry::record_error(error.code);
+                    for index in indexes {
+                        results[index] = Err(error.clone());
+                    }
+                }
+            }
+        }
+        telemetry::record_put_latency(started.elapsed().as_secs_f64());
+        Ok(results)
+    }
+
+    /// Commits one batch on one shard, following the leader until the write deadline.
+    async fn shard_write(
+        &self,
+        stream: &StreamName,
+        shard: &ShardMeta,
+        batch: PutBatch,
+    ) -> Result<Vec<SequenceNumber>, Error> {
+        let deadline = Instant::now() + self.config.write_timeout;
+        let mut last_why: String;
+        let mut next_replica = 0usize;
+        loop {
+            let local_opt = self.shard_group(shard.group);
+            let leader_opt = local_opt
+                .as_ref()
+                .and_then(|g| g.current_leader())
+                .or_else(|| self.leader_hint(shard.group));
+            let attempt = match (leader_opt, &local_opt) {
+                (Some(leader), Some(local)) if leader == self.id() => {
+                    self.propose_shard_local(local, batch.clone(), deadline)
+                        .await
+                }
+                (Some(leader), _) => {
+                    self.forward_shard_write(leader, shard.group, &batch, deadline)
+                        .await
+                }
+                (None, None) => {
+                    let replica = shard.replicas[next_replica % shard.replicas.len()];
+                    next_replica += 1;
+                    self.forward_shard_write(replica, shard.group, &batch, deadline)
+                        .await
+                }
+                (None, Some(_)) => Attempt::Retry {
+                    leader_opt: None,
+                    why: "no leader is elected".to_string(),
+                },
+            };
+            match attempt {
+                Attempt::Done(result) => return result.map(|r| r.sequence_numbers),
+                Attempt::Retry { leader_opt, why } => {
+                    self.set_leader_hint(shard.group, leader_opt);
+                    last_why = why;
+                }
+            }
+            if Instant::now() + RETRY_PAUSE >= deadline {
+                return Err(Error::quorum_unavailable(format!(
+                    "{} of stream {stream} has no leader with a quorum after {} ms ({last_why}); \
+                     committed records stay readable",
+                    shard.shard_id,
+                    self.config.write_timeout.as_millis()
+                )));
+            }
+            match &local_opt {
+                Some(local) => {
+                    let mut metrics = local.raft.metrics();
+                    let _ = tokio::time::timeout(RETRY_PAUSE, metrics.changed()).await;
+                }
+                None => tokio::time::sleep(RETRY_PAUSE).await,
+            }
+        }
+    }
+
+    pub(crate) async fn propose_shard_local(
+        &self,
+        group: &ShardGroup,
+        batch: PutBatch,
+        deadline: Instant,
+    ) -> Attempt<ShardResponse> {
+        let records = batch.records.len();
+        let bytes: usize = batch
+            .records
+            .iter()
+            .map(|(key, data)| key.len() + data.len())
+            .sum();
+        let what = format!("{} of stream {}", group.shard, group.stream);
+        let attempt = propose(&group.raft, ShardCommand::Put(batch), deadline, &what).await;
+        if let Attempt::Done(Ok(_)) = &attempt {
+            telemetry::record_put(&group.stream, group.shard, records, bytes);
+        }
+        attempt
+    }
+
+    async fn forward_shard_write(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        batch: &PutBatch,
+        deadline: Instant,
+    ) -> Attempt<ShardResponse> {
+        let command = match codec::encode(&ShardCommand::Put(batch.clone())) {
+            Ok(bytes) => bytes,
+            Err(e) => return Attempt::Done(Err(Error::internal(e))),
+        };
+        let request = ShardWriteRequest {
+            group_id: group.0,
+            command: command.into(),
+            timeout_ms: remaining(deadline).as_millis() as u64,
+        };
+        let Some(address) = self.node_address(target) else {
+            return Attempt::Retry {
+                leader_opt: None,
+                why: format!("node {target} has no known address"),
+            };
+        };
+        let reply = match self
+            .internal_call(target, &address, deadline, |mut client| async move {
+                client.shard_write(request).await
+            })
+            .await
+        {
+            Ok(reply) => reply,
+            Err(why) => {
+                return Attempt::Retry {
+                    leader_opt: None,
+                    why,
+                };
+            }
+        };
+        match codec::decode::<Result<ShardResponse, Error>>(&reply.response) {
+            Ok(Ok(response)) => Attempt::Done(Ok(response)),
+            Ok(Err(error)) if error.code == ErrorCode::NotLeader => Attempt::Retry {
+                leader_opt: error.leader_opt.map(|(id, _)| id),
+                why: error.message,
+            },
+            Ok(Err(error)) => Attempt::Done(Err(error)),
+            Err(e) => Attempt::Done(Err(Error::internal(e))),
+        }
+    }
+
+    /// Calls another node's internal API; a transport failure or timeout comes back as `Err(why)`.
+    async fn internal_call<T, F, Fut>(
+        &self,
+        target: NodeId,
+        address: &str,
+        deadline: Instant,
+        call: F,
+    ) -> Result<T, String>
+    where
+        F: FnOnce(
+            tributary_proto::internal::internal_client::InternalClient<tonic::transport::Channel>,
+        ) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let client = self.router.client(target, address)?;
+        match tokio::time::timeout_at(deadline, call(client)).await {
+            Ok(Ok(reply)) => Ok(reply.into_inner()),
+            Ok(Err(status)) => Err(format!(
+                "node {target} at {address} failed: {}",
+                status.message()
+            )),
+            Err(_) => Err(format!("node {target} at {address} did not answer in time")),
+        }
+    }
+
+    fn leader_hint(&self, group: GroupId) -> Option<NodeId> {
+        self.leader_hints
+            .lock()
+            .expect("leader hints lock poisoned")
+            .get(&group)
+            .copied()
+    }
+
+    fn set_leader_hint(&self, group: GroupId, leader_opt: Option<NodeId>) {
+        let mut hints = self
+            .leader_hints
+            .lock()
+            .expect("leader hints lock poisoned");
+        match leader_opt {
+            Some(leader) => hints.insert(group, leader),
+            None => hints.remove(&group),
+        };
+    }
+
+    /// Proposes a metadata command through the metadata leader, waiting at most the admin timeout.
+    pub(crate) async fn meta_write(&self, command: MetaCommand) -> Result<(), Error> {
+        let deadline = Instant::now() + self.config.admin_timeout;
+        let mut last_why: String;
+        let mut next_peer = 0usize;
+        loop {
+            let leader_opt = self.meta_raft.metrics().borrow_watched().current_leader;
+            let attempt = match leader_opt {
+                Some(leader) if leader == self.id() => {
+                    propose(
+                        &self.meta_raft,
+                        command.clone(),
+                        deadline,
+                        "the metadata group",
+                    )
+                    .await
+                }
+                Some(leader) => match self
+                    .node_address(leader)
+                    .or_else(|| self.config.peers.get(&leader).cloned())
+                {
+                    Some(address) => {
+                        self.forward_meta_write(leader, &address, &command, deadline)
+                            .await
+                    }
+                    None => Attempt::Retry {
+                        leader_opt: None,
+                        why: format!("metadata leader {leader} has no known address"),
+                    },
+                },
+                // A node that has not joined group 0 yet (not an initial voter) asks the voters.
+                None if !self.config.peers.is_empty()
+                    && !self.config.peers.contains_key(&self.id()) =>
+                {
+                    let (peer, address) = self
+                        .config
+                        .peers
+                        .iter()
+                        .nth(next_peer % self.config.peers.len())
+                        .expect("peers is not empty");
+                    next_peer += 1;
+                    self.forward_meta_write(*peer, address, &command, deadline)
+                        .await
+                }
+                None => Attempt::Retry {
+                    leader_opt: None,
+                    why: "no metadata leader is elected".to_string(),
+                },
+            };
+            match attempt {
+                Attempt::Done(Ok(MetaResponse { result })) => return result.unwrap_or(Ok(())),
+                Attempt::Done(Err(error)) => return Err(metadata_unavailable(error)),
+                Attempt::Retry { why, .. } => last_why = why,
+            }
+            if Instant::now() + RETRY_PAUSE >= deadline {
+                return Err(Error::quorum_unavailable(format!(
+                    "The metadata group has no quorum ({last_why}); admin operations such as creating or deleting \
+                     streams are unavailable, while puts and gets on healthy shards continue"
+                )));
+            }
+            let mut metrics = self.meta_raft.metrics();
+            let _ = tokio::time::timeout(RETRY_PAUSE, metrics.changed()).await;
+        }
+    }
+
+    async fn forward_meta_write(
+        &self,
+        target: NodeId,
+        address: &str,
+        command: &MetaCommand,
+        deadline: Instant,
+    ) -> Attempt<MetaResponse> {
+        let command = match codec::encode(command) {
+            Ok(bytes) => bytes,
+            Err(e) => return Attempt::Done(Err(Error::internal(e))),
+        };
+        let request = MetaWriteRequest {
+            command: command.into(),
+            timeout_ms: remaining(deadline).as_millis() as u64,
+        };
+        let reply = match self
+            .internal_call(target, address, deadline, |mut client| async move {
+                client.meta_write(request).await
+            })
+            .await
+        {
+            Ok(reply) => reply,
+            Err(why) => {
+                return Attempt::Retry {
+                    leader_opt: None,
+                    why,
+                };
+            }
+        };
+        match codec::decode::<Result<MetaResponse, Error>>(&reply.response) {
+            Ok(Ok(response)) => Attempt::Done(Ok(response)),
+            Ok(Err(error)) if error.code == ErrorCode::NotLeader => Attempt::Retry {
+                leader_opt: None,
+                why: error.message,
+            },
+            Ok(Err(error)) => Attempt::Done(Err(error)),
+            Err(e) => Attempt::Done(Err(Error::internal(e))),
+        }
+    }
+}
+
+/// Quorum errors from group 0 name the metadata group, so users know data is unaffected.
+fn metadata_unavailable(error: Error) -> Error {
+    if error.code != ErrorCode::WriteQuorumUnavailable {
+        return error;
+    }
+    Error::quorum_unavailable(format!(
+        "The metadata group has no quorum: {}. Admin operations are unavailable; puts and gets on healthy shards continue",
+        error.message
+    ))
+}
+
+/// Turns a retry answer into the NOT_LEADER error a forwarding node understands.
+pub(crate) fn not_leader(node: &Node, leader_opt: Option<NodeId>, why: String) -> Error {
+    let mut error = Error::new(ErrorCode::NotLeader, why);
+    error.leader_opt = leader_opt.and_then(|id| node.node_address(id).map(|address| (id, address)));
+    error
+}

@@ -1,0 +1,92 @@
+//! Opening the node's RocksDB and the operations every group shares.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
+use tributary_types::GroupId;
+
+use crate::flusher::Flusher;
+use crate::{io_error, keys};
+
+pub const CF_RAFT_LOG: &str = "raft_log";
+pub const CF_RAFT_STATE: &str = "raft_state";
+pub const CF_SM: &str = "sm";
+pub const CF_RECORDS: &str = "records";
+const COLUMN_FAMILIES: [&str; 4] = [CF_RAFT_LOG, CF_RAFT_STATE, CF_SM, CF_RECORDS];
+
+/// The node's database handle; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+    flusher: Flusher,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> std::io::Result<Store> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        // Two cores are shared by three nodes, clients and load: keep background work small.
+        options.set_max_background_jobs(2);
+        let descriptors = COLUMN_FAMILIES
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = Arc::new(DB::open_cf_descriptors(&options, path, descriptors).map_err(io_error)?);
+        let flusher = Flusher::start(db.clone())?;
+        Ok(Store { db, flusher })
+    }
+
+    pub fn db(&self) -> &Arc<DB> {
+        &self.db
+    }
+
+    pub(crate) fn flusher(&self) -> &Flusher {
+        &self.flusher
+    }
+
+    pub fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .unwrap_or_else(|| panic!("column family {name} is created at open"))
+    }
+
+    /// Writes `batch` and syncs the WAL before returning (blocking; call from a blocking context).
+    pub fn write_synced(&self, batch: WriteBatch) -> std::io::Result<()> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db.write_opt(batch, &options).map_err(io_error)
+    }
+
+    /// Writes `batch` without waiting for a sync. Used for state-machine writes, which the synced
+    /// Raft log can always replay.
+    pub fn write(&self, batch: WriteBatch) -> std::io::Result<()> {
+        self.db.write(batch).map_err(io_error)
+    }
+
+    /// Syncs everything written so far to the WAL.
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.db.flush_wal(true).map_err(io_error)
+    }
+
+    /// Removes every trace of a group (log, vote, state machine, records) in one synced batch.
+    pub fn delete_group(&self, group: GroupId) -> std::io::Result<()> {
+        let mut batch = WriteBatch::default();
+        for name in COLUMN_FAMILIES {
+            batch.delete_range_cf(
+                self.cf(name),
+                keys::group_prefix(group),
+                keys::group_end(group),
+            );
+        }
+        self.write_synced(batch)
+    }
+
+    /// Flushes memtables so a clean shutdown leaves nothing to replay.
+    pub fn flush_all(&self) -> std::io::Result<()> {
+        for name in COLUMN_FAMILIES {
+            self.db.flush_cf(self.cf(name)).map_err(io_error)?;
+        }
+        self.sync()
+    }
+}
