@@ -70,6 +70,7 @@ fn init_tracing(default_filter: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -86,11 +87,11 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Node(args) => {
-                init_tracing("info");
+                init_tracing("info,openraft=warn");
                 node::run(args).await
             }
             Command::Dev(args) => {
-                init_tracing("info");
+                init_tracing("info,openraft=warn");
                 dev::run(args).await
             }
             Command::Cluster { command, client } => {

@@ -234,6 +234,7 @@ async fn sigterm_hands_leadership_to_a_healthy_replica() {
     );
 
     cluster.start_node(leader).unwrap();
+    cluster.wait_ready().await.unwrap();
     let read = read_all(&cluster.client_of(leader), "handoff")
         .await
         .unwrap();

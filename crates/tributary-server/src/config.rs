@@ -87,12 +87,6 @@ impl NodeConfig {
         if self.az.trim().is_empty() {
             bail!("--az must name an availability zone");
         }
-        if !self.peers.is_empty() && !self.peers.contains_key(&self.id) {
-            bail!(
-                "--peers lists the initial metadata voters and must include this node ({})",
-                self.id
-            );
-        }
         if self.write_timeout.is_zero() || self.admin_timeout.is_zero() {
             bail!("timeouts must be positive");
         }

@@ -165,7 +165,8 @@ impl Node {
             None => None,
         };
 
-        if fresh && !node.config.peers.is_empty() {
+        // Initial voters form group 0; any other node joins it as a learner once registered.
+        if fresh && node.config.peers.contains_key(&node.id()) {
             initialize_metadata_group(&node).await?;
         }
         background.push(tokio::spawn(register_self(node.clone())));

@@ -107,7 +107,9 @@ impl Cluster {
         for id in 1..=options.nodes {
             cluster.start_node(id)?;
         }
-        cluster.wait_ready().await?;
+        if let Err(error) = cluster.wait_ready().await {
+            bail!("{error}\n{}", cluster.logs());
+        }
         Ok(cluster)
     }
 
@@ -188,7 +190,8 @@ impl Cluster {
             .args(["--peers", &peers, "--http-listen", &node.http_address])
             .env(
                 "RUST_LOG",
-                std::env::var("TRIBUTARY_TEST_LOG").unwrap_or_else(|_| "info".to_string()),
+                std::env::var("TRIBUTARY_TEST_LOG")
+                    .unwrap_or_else(|_| "info,openraft=warn".to_string()),
             )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -119,7 +119,7 @@ pub async fn read_all(client: &Client, stream: &str) -> anyhow::Result<Vec<Acked
                     shard_id: shard.shard_id.clone(),
                     sequence_number: record.sequence_number.parse()?,
                     partition_key: record.partition_key,
-                    data: String::from_utf8(record.data.to_vec())?,
+                    data: String::from_utf8_lossy(&record.data).to_string(),
                 });
             }
             match response.next_shard_iterator {
