@@ -111,7 +111,7 @@ impl RaftSnapshotBuilder<C> for MetaMachine {
         let state = self.state.read().expect("meta state lock poisoned").clone();
         let body = postcard::to_stdvec(&SnapshotBody { state }).map_err(io_error)?;
         let meta = SnapshotMetaOf::<C> {
-            last_log_id: self.applied.clone(),
+            last_log_id: self.applied,
             last_membership: self.membership.clone(),
         };
         // The log behind this snapshot may be purged next: make the state durable first.
@@ -130,7 +130,7 @@ impl RaftStateMachine<C> for MetaMachine {
     async fn applied_state(
         &mut self,
     ) -> std::io::Result<(Option<LogIdOf<C>>, StoredMembershipOf<C>)> {
-        Ok((self.applied.clone(), self.membership.clone()))
+        Ok((self.applied, self.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> std::io::Result<()>
@@ -181,7 +181,7 @@ impl RaftStateMachine<C> for MetaMachine {
         snapshot: Self::SnapshotData,
     ) -> std::io::Result<()> {
         let body: SnapshotBody = postcard::from_bytes(snapshot.get_ref()).map_err(io_error)?;
-        self.applied = meta.last_log_id.clone();
+        self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.persist(&body.state, true)?;
         *self.state.write().expect("meta state lock poisoned") = body.state;

@@ -96,7 +96,7 @@ impl RaftSnapshotBuilder<C> for ShardMachine {
         let records = records::dump(&self.store, self.group)?;
         let body = postcard::to_stdvec(&SnapshotBody { records }).map_err(io_error)?;
         let meta = SnapshotMetaOf::<C> {
-            last_log_id: self.applied.clone(),
+            last_log_id: self.applied,
             last_membership: self.membership.clone(),
         };
         Ok(SnapshotOf::<C, Self::SnapshotData> {
@@ -113,7 +113,7 @@ impl RaftStateMachine<C> for ShardMachine {
     async fn applied_state(
         &mut self,
     ) -> std::io::Result<(Option<LogIdOf<C>>, StoredMembershipOf<C>)> {
-        Ok((self.applied.clone(), self.membership.clone()))
+        Ok((self.applied, self.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> std::io::Result<()>
@@ -132,7 +132,7 @@ impl RaftStateMachine<C> for ShardMachine {
                 }
                 EntryPayload::Membership(membership) => {
                     self.membership =
-                        StoredMembershipOf::<C>::new(Some(log_id.clone()), membership.clone());
+                        StoredMembershipOf::<C>::new(Some(log_id), membership.clone());
                     ShardResponse::default()
                 }
             };
@@ -181,7 +181,7 @@ impl RaftStateMachine<C> for ShardMachine {
         for (key, value) in &body.records {
             batch.put_cf(cf, key, value);
         }
-        self.applied = meta.last_log_id.clone();
+        self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         sm_store::put_applied::<C>(
             &self.store,
