@@ -15,11 +15,16 @@ pub const CF_SM: &str = "sm";
 pub const CF_RECORDS: &str = "records";
 const COLUMN_FAMILIES: [&str; 4] = [CF_RAFT_LOG, CF_RAFT_STATE, CF_SM, CF_RECORDS];
 
-/// The node's database handle; cheap to clone.
+/// The node's database handle; cheap to clone. The database closes when the last clone drops.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<DB>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    // Declared first so it drops (and joins its thread) before the database handle.
     flusher: Flusher,
+    db: Arc<DB>,
 }
 
 impl Store {
@@ -34,19 +39,22 @@ impl Store {
             .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
         let db = Arc::new(DB::open_cf_descriptors(&options, path, descriptors).map_err(io_error)?);
         let flusher = Flusher::start(db.clone())?;
-        Ok(Store { db, flusher })
+        Ok(Store {
+            inner: Arc::new(Inner { flusher, db }),
+        })
     }
 
     pub fn db(&self) -> &Arc<DB> {
-        &self.db
+        &self.inner.db
     }
 
     pub(crate) fn flusher(&self) -> &Flusher {
-        &self.flusher
+        &self.inner.flusher
     }
 
     pub fn cf(&self, name: &str) -> &ColumnFamily {
-        self.db
+        self.inner
+            .db
             .cf_handle(name)
             .unwrap_or_else(|| panic!("column family {name} is created at open"))
     }
@@ -55,18 +63,18 @@ impl Store {
     pub fn write_synced(&self, batch: WriteBatch) -> std::io::Result<()> {
         let mut options = WriteOptions::default();
         options.set_sync(true);
-        self.db.write_opt(batch, &options).map_err(io_error)
+        self.inner.db.write_opt(batch, &options).map_err(io_error)
     }
 
     /// Writes `batch` without waiting for a sync. Used for state-machine writes, which the synced
     /// Raft log can always replay.
     pub fn write(&self, batch: WriteBatch) -> std::io::Result<()> {
-        self.db.write(batch).map_err(io_error)
+        self.inner.db.write(batch).map_err(io_error)
     }
 
     /// Syncs everything written so far to the WAL.
     pub fn sync(&self) -> std::io::Result<()> {
-        self.db.flush_wal(true).map_err(io_error)
+        self.inner.db.flush_wal(true).map_err(io_error)
     }
 
     /// Removes every trace of a group (log, vote, state machine, records) in one synced batch.
@@ -85,7 +93,7 @@ impl Store {
     /// Flushes memtables so a clean shutdown leaves nothing to replay.
     pub fn flush_all(&self) -> std::io::Result<()> {
         for name in COLUMN_FAMILIES {
-            self.db.flush_cf(self.cf(name)).map_err(io_error)?;
+            self.inner.db.flush_cf(self.cf(name)).map_err(io_error)?;
         }
         self.sync()
     }
