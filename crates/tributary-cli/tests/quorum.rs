@@ -318,3 +318,59 @@ async fn losing_the_metadata_quorum_keeps_healthy_shards_working() {
         assert_eq!(records.records[0].data.as_ref(), b"still-writing");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_created_with_one_node_down_takes_writes() {
+    let mut cluster = start_cluster(3, 3).await;
+    cluster.kill(1).unwrap();
+    let survivors = Client::from_list(&cluster.running_endpoints()).unwrap();
+    // Node 1 is still placed (placement does not know liveness) and is the preferred leader of
+    // one shard; the other replicas must form that shard without it.
+    wait_until(
+        Duration::from_secs(10),
+        "stream creation with one node down",
+        || {
+            let survivors = survivors.clone();
+            async move {
+                survivors
+                    .create_stream("degraded", 3, None)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let keys: Vec<String> = shard_start_keys(&survivors, "degraded")
+        .await
+        .into_values()
+        .collect();
+    let took =
+        time_until_every_shard_writes(&survivors, "degraded", &keys, Duration::from_secs(15)).await;
+    eprintln!(
+        "measured: every shard of a stream created with one node down took writes after {took:?}"
+    );
+
+    cluster.start_node(1).unwrap();
+    cluster.wait_ready().await.unwrap();
+    let (acked, failed) = put_records(&cluster.client(), "degraded", "after", 60).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let node_one = cluster.client_of(1);
+    let expected = data_set(&acked);
+    wait_until(Duration::from_secs(10), "node 1 to catch up", || {
+        let node_one = node_one.clone();
+        let expected = expected.clone();
+        async move {
+            let read = read_all(&node_one, "degraded")
+                .await
+                .map_err(|e| e.to_string())?;
+            if expected.is_subset(&data_set(&read)) {
+                Ok(())
+            } else {
+                Err(format!("{} records", read.len()))
+            }
+        }
+    })
+    .await
+    .unwrap();
+}

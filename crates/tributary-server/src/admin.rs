@@ -80,7 +80,7 @@ impl Node {
 
     pub async fn delete_stream(&self, name: &str) -> Result<(), Error> {
         let name: StreamName = name.parse()?;
-        self.meta.read(|state| state.stream(&name).map(|_| ()))?;
+        self.stream_meta(&name).await?;
         self.meta_write(MetaCommand::DeleteStream { name }).await
     }
 
@@ -89,13 +89,10 @@ impl Node {
             .read(|state| state.streams.keys().map(ToString::to_string).collect())
     }
 
-    pub fn describe_stream(&self, name: &str) -> Result<StreamDescription, Error> {
+    pub async fn describe_stream(&self, name: &str) -> Result<StreamDescription, Error> {
         let name: StreamName = name.parse()?;
-        let (stream, nodes) = self.meta.read(|state| {
-            state
-                .stream(&name)
-                .map(|s| (s.clone(), state.nodes.clone()))
-        })?;
+        let stream = self.stream_meta(&name).await?;
+        let nodes = self.meta.read(|state| state.nodes.clone());
         let shards = stream
             .shards
             .iter()

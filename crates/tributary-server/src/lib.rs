@@ -13,6 +13,7 @@ pub mod config;
 mod groups;
 mod http;
 pub mod meta;
+mod meta_sync;
 pub mod node;
 mod reads;
 pub mod service;

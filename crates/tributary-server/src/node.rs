@@ -28,6 +28,8 @@ use crate::{http, service, telemetry};
 
 /// Public API messages carry up to 5 MiB of records (10 MiB of reads) plus framing.
 pub const MAX_PUBLIC_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// How long a replica waits for a new shard group's preferred leader before forming it itself.
+const INITIALIZE_FALLBACK_AFTER: Duration = Duration::from_secs(3);
 /// How long SIGTERM waits for shard leadership to move to another replica.
 const LEADERSHIP_HANDOFF_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -418,18 +420,21 @@ async fn start_group(
     .await?;
     // The preferred leader alone initializes the group, so it wins the first election and leaders
     // stay spread the way placement chose.
-    let preferred_leader = shard.replicas.first() == Some(&node.id());
-    if preferred_leader && !raft.is_initialized().await? && members.len() == shard.replicas.len() {
-        match raft.initialize(members).await {
-            // Campaign now rather than after an election timeout, so a new stream takes writes sooner.
-            Ok(()) => raft
-                .trigger()
-                .elect(false)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-            Err(error) => {
-                tracing::debug!(group = %shard.group, %error, "shard group already initialized")
-            }
+    if members.len() == shard.replicas.len() && !raft.is_initialized().await? {
+        if shard.replicas.first() == Some(&node.id()) {
+            initialize_group(&raft, shard.group, members).await;
+        } else {
+            // Were the preferred leader down when the stream was created, nobody would form the
+            // group. A replica that has heard from no leader after a grace period initializes it
+            // with the same membership (safe: identical initial configurations, one election).
+            let (raft, group) = (raft.clone(), shard.group);
+            tokio::spawn(async move {
+                tokio::time::sleep(INITIALIZE_FALLBACK_AFTER).await;
+                if matches!(raft.is_initialized().await, Ok(false)) {
+                    tracing::info!(%group, "preferred leader silent: initializing the shard group here");
+                    initialize_group(&raft, group, members).await;
+                }
+            });
         }
     }
     tracing::info!(group = %shard.group, %stream, shard = %shard.shard_id, "shard group started");
@@ -441,6 +446,20 @@ async fn start_group(
         tip,
     }));
     Ok(())
+}
+
+/// Initializes a new shard group and campaigns at once rather than after an election timeout,
+/// so a new stream takes writes sooner. The campaign starts with a pre-vote: a replica that comes
+/// back to a group formed without it must not depose the working leader.
+async fn initialize_group(raft: &ShardRaft, group: GroupId, members: BTreeMap<NodeId, BasicNode>) {
+    match raft.initialize(members).await {
+        Ok(()) => {
+            if let Err(error) = raft.trigger().elect(true).await {
+                tracing::warn!(%group, %error, "could not start the first election");
+            }
+        }
+        Err(error) => tracing::debug!(%group, %error, "shard group already initialized"),
+    }
 }
 
 /// Moves leadership of every shard this node leads to another voter, waiting a bounded time.

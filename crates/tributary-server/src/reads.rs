@@ -39,14 +39,12 @@ enum ReadRoute {
 }
 
 impl Node {
-    fn shard_meta(&self, stream: &StreamName, shard: ShardId) -> Result<ShardMeta, Error> {
-        self.meta.read(|state| {
-            let stream_meta = state.stream(stream)?;
-            stream_meta.shard(shard).cloned().ok_or_else(|| {
-                Error::not_found(format!(
-                    "Shard {shard} in stream {stream} under this cluster does not exist"
-                ))
-            })
+    async fn shard_meta(&self, stream: &StreamName, shard: ShardId) -> Result<ShardMeta, Error> {
+        let stream_meta = self.stream_meta(stream).await?;
+        stream_meta.shard(shard).cloned().ok_or_else(|| {
+            Error::not_found(format!(
+                "Shard {shard} in stream {stream} under this cluster does not exist"
+            ))
         })
     }
 
@@ -92,7 +90,7 @@ impl Node {
         let shard_id: ShardId = shard_id.parse()?;
         let iterator_type =
             parse_iterator_type(iterator_type, starting_sequence_number_opt, shard_id)?;
-        let shard = self.shard_meta(&stream, shard_id)?;
+        let shard = self.shard_meta(&stream, shard_id).await?;
         let request = v1::GetShardIteratorRequest {
             stream_name: stream.to_string(),
             shard_id: shard_id.to_string(),
@@ -151,7 +149,7 @@ impl Node {
             )));
         }
         let iterator = ShardIterator::decode(token, now_ms())?;
-        let shard = self.shard_meta(&iterator.stream, iterator.shard)?;
+        let shard = self.shard_meta(&iterator.stream, iterator.shard).await?;
         let local = match self.read_route(&shard, forwarded)? {
             ReadRoute::Local(local) => local,
             ReadRoute::Remote(addresses, local_opt) => {

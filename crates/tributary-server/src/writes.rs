@@ -140,9 +140,7 @@ impl Node {
                 .map_err(|e| Error::new(e.code, format!("Record {index}: {}", e.message)))?;
             hash_keys.push(hash_key);
         }
-        let shards: Vec<ShardMeta> = self
-            .meta
-            .read(|state| state.stream(&stream).map(|s| s.shards.clone()))?;
+        let shards: Vec<ShardMeta> = self.stream_meta(&stream).await?.shards;
 
         let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for (index, hash_key) in hash_keys.iter().enumerate() {

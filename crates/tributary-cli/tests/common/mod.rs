@@ -62,7 +62,7 @@ pub struct Acked {
 }
 
 /// Puts `count` records named `{prefix}-{i}` in batches of up to 100; returns the acknowledged
-/// ones and the data of the ones that failed (their outcome is unknown).
+/// ones and, for the ones that failed (outcome unknown), their name and error.
 pub async fn put_records(
     client: &Client,
     stream: &str,
@@ -93,11 +93,14 @@ pub async fn put_records(
                             partition_key: name.clone(),
                             data: name.clone(),
                         }),
-                        _ => failed.push(name.clone()),
+                        _ => failed.push(format!(
+                            "{name}: {:?} {:?}",
+                            result.error_code, result.error_message
+                        )),
                     }
                 }
             }
-            Err(_) => failed.extend(chunk.iter().cloned()),
+            Err(error) => failed.extend(chunk.iter().map(|name| format!("{name}: {error}"))),
         }
     }
     (acked, failed)

@@ -180,4 +180,15 @@ impl Internal for InternalService {
             response: response.into(),
         }))
     }
+
+    async fn meta_read_index(
+        &self,
+        _: Request<MetaReadIndexRequest>,
+    ) -> Result<Response<MetaReadIndexReply>, Status> {
+        let result = self.node.metadata_read_index().await;
+        let response = codec::encode(&result).map_err(Status::internal)?;
+        Ok(Response::new(MetaReadIndexReply {
+            response: response.into(),
+        }))
+    }
 }

@@ -86,6 +86,7 @@ impl Tributary for PublicService {
         let description = self
             .node
             .describe_stream(&request.into_inner().stream_name)
+            .await
             .map_err(status)?;
         Ok(Response::new(DescribeStreamResponse {
             stream_description: Some(convert::stream_description_to_proto(description)),
