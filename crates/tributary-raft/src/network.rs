@@ -106,6 +106,22 @@ fn unreachable<C: RaftTypeConfig>(message: String) -> Unreachable<C> {
     Unreachable::from_string(message)
 }
 
+impl PeerRouter {
+    /// One Raft RPC; any failure makes openraft back off as for an unreachable peer.
+    async fn rpc<C: RaftTypeConfig, Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        kind: RaftKind,
+        request: &Req,
+        option: RPCOption,
+    ) -> Result<Resp, RPCError<C>> {
+        self.call(target, group, kind, request, option.hard_ttl())
+            .await
+            .map_err(|e| RPCError::Unreachable(unreachable(e)))
+    }
+}
+
 impl<C> GroupRouter<C, GroupId> for PeerRouter
 where
     C: RaftTypeConfig<NodeId = NodeId, Node = BasicNode>,
@@ -119,15 +135,8 @@ where
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        self.call(
-            target,
-            group_id,
-            RaftKind::AppendEntries,
-            &rpc,
-            option.hard_ttl(),
-        )
-        .await
-        .map_err(|e| RPCError::Unreachable(unreachable(e)))
+        self.rpc(target, group_id, RaftKind::AppendEntries, &rpc, option)
+            .await
     }
 
     async fn vote(
@@ -137,9 +146,8 @@ where
         rpc: VoteRequest<C>,
         option: RPCOption,
     ) -> Result<VoteResponse<C>, RPCError<C>> {
-        self.call(target, group_id, RaftKind::Vote, &rpc, option.hard_ttl())
+        self.rpc(target, group_id, RaftKind::Vote, &rpc, option)
             .await
-            .map_err(|e| RPCError::Unreachable(unreachable(e)))
     }
 
     async fn pre_vote(
@@ -149,9 +157,8 @@ where
         rpc: VoteRequest<C>,
         option: RPCOption,
     ) -> Result<VoteResponse<C>, RPCError<C>> {
-        self.call(target, group_id, RaftKind::PreVote, &rpc, option.hard_ttl())
+        self.rpc(target, group_id, RaftKind::PreVote, &rpc, option)
             .await
-            .map_err(|e| RPCError::Unreachable(unreachable(e)))
     }
 
     async fn full_snapshot(
@@ -182,15 +189,8 @@ where
         req: TransferLeaderRequest<C>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<C>, RPCError<C>> {
-        self.call(
-            target,
-            group_id,
-            RaftKind::TransferLeader,
-            &req,
-            option.hard_ttl(),
-        )
-        .await
-        .map_err(|e| RPCError::Unreachable(unreachable(e)))
+        self.rpc(target, group_id, RaftKind::TransferLeader, &req, option)
+            .await
     }
 }
 

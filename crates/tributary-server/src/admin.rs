@@ -13,16 +13,10 @@ use crate::api::{
 };
 use crate::meta::state::validate_create;
 use crate::node::Node;
+use crate::now_ms;
 
 /// How long `cluster status` waits for a node to answer a ping before calling it dead.
 const PING_TIMEOUT: Duration = Duration::from_millis(500);
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 impl Node {
     pub async fn cluster_status(&self) -> ClusterStatus {

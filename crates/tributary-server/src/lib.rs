@@ -24,3 +24,11 @@ mod writes;
 
 pub use config::NodeConfig;
 pub use node::Node;
+
+/// Wall-clock milliseconds since the Unix epoch (arrival timestamps, iterator issue times).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -16,6 +16,7 @@ use crate::api::GetRecordsOutput;
 use crate::groups::ShardGroup;
 use crate::meta::ShardMeta;
 use crate::node::Node;
+use crate::now_ms;
 use crate::service::convert;
 use crate::shard::records;
 
@@ -23,13 +24,6 @@ use crate::shard::records;
 pub const FORWARDED_HEADER: &str = "x-tributary-forwarded";
 /// GetRecords returns at most this much data per call, as in Kinesis.
 pub const MAX_GET_RECORDS_BYTES: usize = 10 * 1024 * 1024;
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// Where a read is served.
 enum ReadRoute {

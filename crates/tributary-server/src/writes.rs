@@ -26,6 +26,7 @@ use crate::api::PutRecordResult;
 use crate::groups::ShardGroup;
 use crate::meta::{ShardMeta, ShardStatus};
 use crate::node::Node;
+use crate::now_ms;
 use crate::telemetry;
 
 /// A leader whose last majority acknowledgement is older than this refuses writes at once.
@@ -41,13 +42,6 @@ pub(crate) enum Attempt<T> {
         leader_opt: Option<NodeId>,
         why: String,
     },
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Proposes `command` on the local replica of a group.
@@ -313,13 +307,33 @@ impl Node {
                 why: format!("node {target} has no known address"),
             };
         };
-        let reply = match self
-            .internal_call(target, &address, deadline, |mut client| async move {
-                client.shard_write(request).await
-            })
-            .await
-        {
-            Ok(reply) => reply,
+        self.forward(target, &address, deadline, |mut client| async move {
+            client
+                .shard_write(request)
+                .await
+                .map(|reply| reply.into_inner().response)
+        })
+        .await
+    }
+
+    /// Sends a write to another node's internal API and decodes its `Result<T, Error>` answer. A
+    /// transport failure, a timeout or NOT_LEADER mean "try again, maybe elsewhere".
+    async fn forward<T, F, Fut>(
+        &self,
+        target: NodeId,
+        address: &str,
+        deadline: Instant,
+        call: F,
+    ) -> Attempt<T>
+    where
+        T: serde::de::DeserializeOwned,
+        F: FnOnce(
+            tributary_proto::internal::internal_client::InternalClient<tonic::transport::Channel>,
+        ) -> Fut,
+        Fut: Future<Output = Result<bytes::Bytes, tonic::Status>>,
+    {
+        let client = match self.router.client(target, address) {
+            Ok(client) => client,
             Err(why) => {
                 return Attempt::Retry {
                     leader_opt: None,
@@ -327,7 +341,24 @@ impl Node {
                 };
             }
         };
-        match codec::decode::<Result<ShardResponse, Error>>(&reply.response) {
+        let reply = match tokio::time::timeout_at(deadline, call(client)).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(status)) => {
+                let why = format!("node {target} at {address} failed: {}", status.message());
+                return Attempt::Retry {
+                    leader_opt: None,
+                    why,
+                };
+            }
+            Err(_) => {
+                let why = format!("node {target} at {address} did not answer in time");
+                return Attempt::Retry {
+                    leader_opt: None,
+                    why,
+                };
+            }
+        };
+        match codec::decode::<Result<T, Error>>(&reply) {
             Ok(Ok(response)) => Attempt::Done(Ok(response)),
             Ok(Err(error)) if error.code == ErrorCode::NotLeader => Attempt::Retry {
                 leader_opt: error.leader_opt.map(|(id, _)| id),
@@ -335,31 +366,6 @@ impl Node {
             },
             Ok(Err(error)) => Attempt::Done(Err(error)),
             Err(e) => Attempt::Done(Err(Error::internal(e))),
-        }
-    }
-
-    /// Calls another node's internal API; a transport failure or timeout comes back as `Err(why)`.
-    async fn internal_call<T, F, Fut>(
-        &self,
-        target: NodeId,
-        address: &str,
-        deadline: Instant,
-        call: F,
-    ) -> Result<T, String>
-    where
-        F: FnOnce(
-            tributary_proto::internal::internal_client::InternalClient<tonic::transport::Channel>,
-        ) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    {
-        let client = self.router.client(target, address)?;
-        match tokio::time::timeout_at(deadline, call(client)).await {
-            Ok(Ok(reply)) => Ok(reply.into_inner()),
-            Ok(Err(status)) => Err(format!(
-                "node {target} at {address} failed: {}",
-                status.message()
-            )),
-            Err(_) => Err(format!("node {target} at {address} did not answer in time")),
         }
     }
 
@@ -462,29 +468,13 @@ impl Node {
             command: command.into(),
             timeout_ms: remaining(deadline).as_millis() as u64,
         };
-        let reply = match self
-            .internal_call(target, address, deadline, |mut client| async move {
-                client.meta_write(request).await
-            })
-            .await
-        {
-            Ok(reply) => reply,
-            Err(why) => {
-                return Attempt::Retry {
-                    leader_opt: None,
-                    why,
-                };
-            }
-        };
-        match codec::decode::<Result<MetaResponse, Error>>(&reply.response) {
-            Ok(Ok(response)) => Attempt::Done(Ok(response)),
-            Ok(Err(error)) if error.code == ErrorCode::NotLeader => Attempt::Retry {
-                leader_opt: None,
-                why: error.message,
-            },
-            Ok(Err(error)) => Attempt::Done(Err(error)),
-            Err(e) => Attempt::Done(Err(Error::internal(e))),
-        }
+        self.forward(target, address, deadline, |mut client| async move {
+            client
+                .meta_write(request)
+                .await
+                .map(|reply| reply.into_inner().response)
+        })
+        .await
     }
 }
 
