@@ -367,7 +367,76 @@ async fn cli_contract_routing_and_bad_input() {
         assert!(metrics.contains(name), "/metrics lacks {name}");
     }
 
-    // delete removes the stream everywhere
+    // retention is settable within Kinesis' bounds
+    let kept = cli(
+        &cluster,
+        &[
+            "stream",
+            "create",
+            "kept",
+            "--shards",
+            "1",
+            "--retention-hours",
+            "48",
+        ],
+    );
+    assert!(kept.status.success(), "{}", stderr(&kept));
+    assert_eq!(
+        cli_json(&cluster, &["stream", "describe", "kept", "--json"])["retention_hours"],
+        48
+    );
+    expect_error(
+        &[
+            "stream",
+            "create",
+            "short",
+            "--shards",
+            "1",
+            "--retention-hours",
+            "10",
+        ],
+        "INVALID_ARGUMENT",
+    );
+
+    // get --follow prints records put after it started
+    wait_for_leaders(&cluster, "kept").await;
+    let mut follower = cluster
+        .cli()
+        .args(["get", "kept", "--from", "latest", "--follow"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let follower_out = follower.stdout.take().unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(follower_out)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = line_tx.send(line);
+        }
+    });
+    let followed = tributary_testkit::wait_until(
+        std::time::Duration::from_secs(10),
+        "get --follow to print a new record",
+        || {
+            let put = cli(
+                &cluster,
+                &["put", "kept", "--partition-key", "f", "followed"],
+            );
+            let line = line_rx
+                .try_recv()
+                .map_err(|e| format!("{e} (put ok: {})", put.status.success()));
+            async move { line }
+        },
+    )
+    .await
+    .unwrap();
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    assert!(followed.contains("\"data\":\"followed\""), "{followed}");
+
     assert!(
         cli(&cluster, &["stream", "delete", "orders"])
             .status

@@ -63,6 +63,33 @@ async fn quorum_loss_recovery_and_restart() {
     eprintln!(
         "measured: writes resumed on every shard {resumed:?} after kill -9 of shard leader node {first_victim}"
     );
+    // The CLI fails over past the dead endpoint.
+    let dead = cluster.node(first_victim).address.clone();
+    let alive = cluster.running_endpoints();
+    let status = cluster
+        .cli()
+        .args([
+            "cluster",
+            "status",
+            "--json",
+            "--endpoint",
+            &format!("{dead},{alive}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", stderr(&status));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let down: Vec<&serde_json::Value> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["alive"] == false)
+        .collect();
+    assert_eq!(
+        down.len(),
+        1,
+        "cluster status shows the killed node down: {status}"
+    );
     let (more, failed) = put_records(&survivors, "q", "one-down", 150).await;
     assert!(failed.is_empty(), "{failed:?}");
     acked.extend(more);
