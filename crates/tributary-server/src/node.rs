@@ -30,6 +30,8 @@ use crate::{http, service, telemetry};
 pub const MAX_PUBLIC_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// How long a replica waits for a new shard group's preferred leader before forming it itself.
 const INITIALIZE_FALLBACK_AFTER: Duration = Duration::from_secs(3);
+/// How often the reconciler re-checks the shard groups even without catalogue changes.
+const RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
 /// How long SIGTERM waits for shard leadership to move to another replica.
 const LEADERSHIP_HANDOFF_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -354,8 +356,11 @@ async fn reconcile_groups(node: Arc<Node>) {
         if let Err(error) = reconcile_once(&node).await {
             tracing::error!(%error, "reconciling shard groups failed");
         }
-        if changes.changed().await.is_err() {
-            return;
+        // Also retry now and then: a group that failed to start is not left down until the
+        // catalogue next changes.
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(RECONCILE_INTERVAL) => {}
         }
     }
 }
@@ -462,6 +467,25 @@ async fn initialize_group(raft: &ShardRaft, group: GroupId, members: BTreeMap<No
     }
 }
 
+/// The other voter whose log matches the leader's furthest, the one that can take over at once.
+fn most_caught_up_voter<C, SM>(raft: &openraft::Raft<C, SM>, me: NodeId) -> Option<NodeId>
+where
+    C: openraft::RaftTypeConfig<NodeId = NodeId>,
+    SM: openraft::storage::RaftStateMachine<C>,
+{
+    let metrics = raft.metrics().borrow_watched().clone();
+    let matched = |id: &NodeId| {
+        metrics
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(id).cloned().flatten())
+            .map(|log_id| log_id.index())
+    };
+    raft.voter_ids()
+        .filter(|id| *id != me)
+        .max_by_key(|id| matched(id))
+}
+
 /// Moves leadership of every shard this node leads to another voter, waiting a bounded time.
 async fn hand_off_leadership(node: &Arc<Node>) {
     let deadline = tokio::time::Instant::now() + LEADERSHIP_HANDOFF_TIMEOUT;
@@ -472,15 +496,14 @@ async fn hand_off_leadership(node: &Arc<Node>) {
         .filter(|group| group.current_leader() == Some(node.id()))
         .collect();
     for group in &led {
-        let target = group.raft.voter_ids().find(|id| *id != node.id());
-        if let Some(target) = target
+        if let Some(target) = most_caught_up_voter(&group.raft, node.id())
             && let Err(error) = group.raft.trigger().transfer_leader(target).await
         {
             tracing::warn!(group = %group.group, %error, "leadership transfer failed");
         }
     }
     if node.meta_raft.metrics().borrow_watched().current_leader == Some(node.id())
-        && let Some(target) = node.meta_raft.voter_ids().find(|id| *id != node.id())
+        && let Some(target) = most_caught_up_voter(&node.meta_raft, node.id())
     {
         node.meta_raft.trigger().transfer_leader(target).await.ok();
     }

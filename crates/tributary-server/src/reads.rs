@@ -22,6 +22,8 @@ use crate::shard::records;
 
 /// Requests a node forwards carry this header; the receiver serves them from its own replica.
 pub const FORWARDED_HEADER: &str = "x-tributary-forwarded";
+/// How long a read forwarded to the leader may take before the next replica is tried.
+const FORWARDED_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// GetRecords returns at most this much data per call, as in Kinesis.
 pub const MAX_GET_RECORDS_BYTES: usize = 10 * 1024 * 1024;
 
@@ -98,9 +100,8 @@ impl Node {
                     let Ok(mut client) = self.public_client(&address) else {
                         continue;
                     };
-                    match client
-                        .get_shard_iterator(forwarded_request(request.clone()))
-                        .await
+                    let call = client.get_shard_iterator(forwarded_request(request.clone()));
+                    match flatten_timeout(tokio::time::timeout(FORWARDED_READ_TIMEOUT, call).await)
                     {
                         Ok(response) => return Ok(response.into_inner().shard_iterator),
                         Err(status) => {
@@ -155,7 +156,9 @@ impl Node {
                     let Ok(mut client) = self.public_client(&address) else {
                         continue;
                     };
-                    match client.get_records(forwarded_request(request.clone())).await {
+                    let call = client.get_records(forwarded_request(request.clone()));
+                    match flatten_timeout(tokio::time::timeout(FORWARDED_READ_TIMEOUT, call).await)
+                    {
                         Ok(response) => {
                             return convert::get_records_output_from_proto(response.into_inner());
                         }
@@ -210,6 +213,17 @@ async fn read_local(
         records,
         next_shard_iterator_opt: Some(next.encode()),
         millis_behind_latest,
+    })
+}
+
+/// A leader that does not answer a forwarded read in time (frozen, partitioned) is skipped.
+fn flatten_timeout<T>(
+    result: Result<Result<T, tonic::Status>, tokio::time::error::Elapsed>,
+) -> Result<T, tonic::Status> {
+    result.unwrap_or_else(|_| {
+        Err(tonic::Status::deadline_exceeded(
+            "the node did not answer in time",
+        ))
     })
 }
 
