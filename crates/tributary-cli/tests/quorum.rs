@@ -401,3 +401,48 @@ async fn a_stream_created_with_one_node_down_takes_writes() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_down_during_delete_drops_the_stream_data_when_back() {
+    let mut cluster = start_cluster(3, 3).await;
+    let client = cluster.client();
+    client.create_stream("gone", 2, None).await.unwrap();
+    wait_for_leaders(&cluster, "gone").await;
+    let (_, failed) = put_records(&client, "gone", "doomed", 40).await;
+    assert!(failed.is_empty(), "{failed:?}");
+
+    cluster.kill(3).unwrap();
+    Client::from_list(&cluster.running_endpoints())
+        .unwrap()
+        .delete_stream("gone")
+        .await
+        .unwrap();
+    cluster.start_node(3).unwrap();
+    cluster.wait_ready().await.unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "node 3 to remove the deleted stream's shards",
+        || {
+            let logs = cluster.node_log(3);
+            async move {
+                let removed = logs
+                    .lines()
+                    .filter(|l| l.contains("removing the data of a deleted stream's shard"))
+                    .count();
+                if removed == 2 {
+                    Ok(())
+                } else {
+                    Err(format!("{removed} of 2 shards removed"))
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let error = cluster
+        .client_of(3)
+        .describe_stream("gone")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "RESOURCE_NOT_FOUND");
+}

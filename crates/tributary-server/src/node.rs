@@ -352,6 +352,9 @@ async fn add_metadata_learners(node: Arc<Node>) {
 /// Starts the shard groups the catalogue places on this node and removes the ones it dropped.
 async fn reconcile_groups(node: Arc<Node>) {
     let mut changes = node.meta.changes();
+    if let Err(error) = remove_deleted_groups(&node).await {
+        tracing::error!(%error, "removing data of deleted streams failed");
+    }
     loop {
         if let Err(error) = reconcile_once(&node).await {
             tracing::error!(%error, "reconciling shard groups failed");
@@ -363,6 +366,18 @@ async fn reconcile_groups(node: Arc<Node>) {
             _ = tokio::time::sleep(RECONCILE_INTERVAL) => {}
         }
     }
+}
+
+/// Deletes what this node still stores of streams deleted while it was down.
+async fn remove_deleted_groups(node: &Arc<Node>) -> anyhow::Result<()> {
+    let store = node.store.clone();
+    let on_disk = tokio::task::spawn_blocking(move || store.groups_on_disk()).await??;
+    for group in node.meta.read(|state| state.deleted_groups(on_disk)) {
+        tracing::info!(%group, "removing the data of a deleted stream's shard");
+        let store = node.store.clone();
+        tokio::task::spawn_blocking(move || store.delete_group(group)).await??;
+    }
+    Ok(())
 }
 
 async fn reconcile_once(node: &Arc<Node>) -> anyhow::Result<()> {
@@ -396,7 +411,7 @@ async fn reconcile_once(node: &Arc<Node>) -> anyhow::Result<()> {
             continue;
         }
         if let Some(removed) = node.groups.remove(group) {
-            tracing::info!(group = %group, stream = %removed.stream, shard = %removed.shard, "removing shard group");
+            tracing::info!(group = %group, stream = %removed.stream, shard = %removed.shard, "removing the data of a deleted stream's shard");
             removed.raft.shutdown().await.ok();
             let store = node.store.clone();
             tokio::task::spawn_blocking(move || store.delete_group(group)).await??;

@@ -72,10 +72,13 @@ where
     match tokio::time::timeout_at(deadline, raft.client_write(command)).await {
         Ok(Ok(response)) => Attempt::Done(Ok(response.data)),
         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+            // A new leader may answer LeaseExpired until its first majority acknowledgement:
+            // retried until the deadline; a real quorum loss is caught by the check above.
             if forward.reason == ForwardReason::LeaseExpired {
-                return Attempt::Done(Err(Error::quorum_unavailable(format!(
-                    "{what} lost contact with a majority of its replicas; committed records stay readable"
-                ))));
+                return Attempt::Retry {
+                    leader_opt: None,
+                    why: format!("{what} is confirming its leadership"),
+                };
             }
             Attempt::Retry {
                 leader_opt: forward.leader_id,

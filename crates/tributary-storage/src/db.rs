@@ -1,9 +1,13 @@
 //! Opening the node's RocksDB and the operations every group shares.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch,
+    WriteOptions,
+};
 use tributary_types::GroupId;
 
 use crate::flusher::Flusher;
@@ -77,6 +81,33 @@ impl Store {
         self.inner.db.flush_wal(true).map_err(io_error)
     }
 
+    /// Every group with any state on disk (a vote, log entries or state-machine state).
+    pub fn groups_on_disk(&self) -> std::io::Result<BTreeSet<GroupId>> {
+        let mut groups = BTreeSet::new();
+        for name in [CF_RAFT_STATE, CF_RAFT_LOG, CF_SM] {
+            let cf = self.cf(name);
+            let mut from = 0u64;
+            // One seek per group: jump to the first key of the next group id each time.
+            loop {
+                let start = from.to_be_bytes();
+                let mut iter = self
+                    .inner
+                    .db
+                    .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward));
+                let Some(item) = iter.next() else { break };
+                let (key, _) = item.map_err(io_error)?;
+                let Some(prefix) = key.get(..8) else { break };
+                let group = u64::from_be_bytes(prefix.try_into().expect("8 bytes"));
+                groups.insert(GroupId(group));
+                match group.checked_add(1) {
+                    Some(next) => from = next,
+                    None => break,
+                }
+            }
+        }
+        Ok(groups)
+    }
+
     /// Removes every trace of a group (log, vote, state machine, records) in one synced batch.
     pub fn delete_group(&self, group: GroupId) -> std::io::Result<()> {
         let mut batch = WriteBatch::default();
@@ -96,5 +127,49 @@ impl Store {
             self.inner.db.flush_cf(self.cf(name)).map_err(io_error)?;
         }
         self.sync()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_on_disk_are_found_and_deleted_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            store.cf(CF_RAFT_STATE),
+            keys::tag_key(GroupId(3), keys::TAG_VOTE),
+            b"v",
+        );
+        batch.put_cf(store.cf(CF_RAFT_LOG), keys::log_key(GroupId(7), 1), b"e");
+        batch.put_cf(
+            store.cf(CF_SM),
+            keys::tag_key(GroupId(0), keys::TAG_SM_APPLIED),
+            b"a",
+        );
+        batch.put_cf(
+            store.cf(CF_SM),
+            keys::tag_key(GroupId(u64::MAX), keys::TAG_SM_APPLIED),
+            b"a",
+        );
+        store.write_synced(batch).unwrap();
+        let found: Vec<u64> = store
+            .groups_on_disk()
+            .unwrap()
+            .into_iter()
+            .map(|g| g.0)
+            .collect();
+        assert_eq!(found, [0, 3, 7, u64::MAX]);
+        store.delete_group(GroupId(7)).unwrap();
+        let found: Vec<u64> = store
+            .groups_on_disk()
+            .unwrap()
+            .into_iter()
+            .map(|g| g.0)
+            .collect();
+        assert_eq!(found, [0, 3, u64::MAX]);
     }
 }

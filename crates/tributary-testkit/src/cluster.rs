@@ -270,6 +270,11 @@ impl Cluster {
         .await
     }
 
+    /// One node's whole log.
+    pub fn node_log(&self, id: u64) -> String {
+        std::fs::read_to_string(&self.node(id).log_path).unwrap_or_default()
+    }
+
     /// Every node's log, for failure reports.
     pub fn logs(&self) -> String {
         let mut out = String::new();

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use tributary_raft::meta::MetaCommand;
 use tributary_types::{
     Error, ErrorCode, GroupId, HashKeyRange, MAX_RETENTION_HOURS, MAX_SHARDS_PER_STREAM,
-    MIN_RETENTION_HOURS, NodeId, SequenceNumber, ShardId, StreamName,
+    METADATA_GROUP, MIN_RETENTION_HOURS, NodeId, SequenceNumber, ShardId, StreamName,
 };
 
 use super::placement;
@@ -102,6 +102,21 @@ impl MetaState {
             .values()
             .flat_map(|stream| stream.shards.iter().map(move |shard| (stream, shard)))
             .filter(move |(_, shard)| shard.replicas.contains(&node))
+    }
+
+    /// Of the shard groups found on this node's disk, those whose stream was deleted. Group ids
+    /// are never reused, so an id below `next_group` that the catalogue lacks was deleted — true
+    /// even when this replica of the catalogue is behind.
+    pub fn deleted_groups(&self, on_disk: impl IntoIterator<Item = GroupId>) -> Vec<GroupId> {
+        let live: std::collections::BTreeSet<GroupId> = self
+            .streams
+            .values()
+            .flat_map(|s| s.shards.iter().map(|shard| shard.group))
+            .collect();
+        on_disk
+            .into_iter()
+            .filter(|g| *g != METADATA_GROUP && g.0 < self.next_group && !live.contains(g))
+            .collect()
     }
 
     pub fn apply(&mut self, command: &MetaCommand) -> Result<(), Error> {
@@ -264,6 +279,21 @@ mod tests {
             ErrorCode::LimitExceeded
         );
         assert_eq!(state, before);
+    }
+
+    #[test]
+    fn deleted_groups_are_told_apart_from_unknown_new_ones() {
+        let mut state = cluster(&[(1, "a"), (2, "b"), (3, "c")]);
+        state.apply(&create("s", 2)).unwrap(); // groups 1, 2
+        state.apply(&create("t", 1)).unwrap(); // group 3
+        state
+            .apply(&MetaCommand::DeleteStream {
+                name: "s".parse().unwrap(),
+            })
+            .unwrap();
+        // Group 9 is newer than this replica knows (it may be behind): never treated as deleted.
+        let on_disk = [GroupId(0), GroupId(1), GroupId(2), GroupId(3), GroupId(9)];
+        assert_eq!(state.deleted_groups(on_disk), [GroupId(1), GroupId(2)]);
     }
 
     #[test]
