@@ -20,6 +20,7 @@ const PING_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl Node {
     pub async fn cluster_status(&self) -> ClusterStatus {
+        self.catch_up_metadata().await;
         let nodes = self.meta.read(|state| state.nodes.clone());
         let pings = nodes.iter().map(|(id, info)| async move {
             let alive = *id == self.id() || self.ping(&info.address).await;
@@ -78,7 +79,8 @@ impl Node {
         self.meta_write(MetaCommand::DeleteStream { name }).await
     }
 
-    pub fn list_streams(&self) -> Vec<String> {
+    pub async fn list_streams(&self) -> Vec<String> {
+        self.catch_up_metadata().await;
         self.meta
             .read(|state| state.streams.keys().map(ToString::to_string).collect())
     }

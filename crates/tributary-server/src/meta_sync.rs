@@ -50,6 +50,15 @@ impl Node {
         }
     }
 
+    /// Catches this node's catalogue up with the metadata leader when it can; answers that list
+    /// the catalogue (cluster status, stream list) call this first. Without a metadata quorum the
+    /// local view is served as it is.
+    pub(crate) async fn catch_up_metadata(&self) {
+        if let Err(error) = self.sync_metadata().await {
+            tracing::debug!(%error, "serving the local catalogue without confirming it");
+        }
+    }
+
     /// Waits until this node's catalogue has applied everything the metadata leader had
     /// committed when asked.
     async fn sync_metadata(&self) -> Result<(), Error> {

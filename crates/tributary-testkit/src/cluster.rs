@@ -236,7 +236,8 @@ impl Cluster {
         }
     }
 
-    /// Waits until every running node is registered and alive and there is a metadata leader.
+    /// Waits until every running node sees every node registered and alive and a metadata
+    /// leader (each node is asked directly, so none is still catching up).
     pub async fn wait_ready(&self) -> anyhow::Result<()> {
         let running: Vec<u64> = self
             .nodes
@@ -245,12 +246,11 @@ impl Cluster {
             .map(|n| n.id)
             .collect();
         let total = self.nodes.len();
-        let client =
-            Client::from_list(&self.running_endpoints())?.with_call_timeout(Duration::from_secs(2));
-        wait_until(
-            READY_TIMEOUT,
-            "every node registered and alive with a metadata leader",
-            || {
+        for id in running.clone() {
+            let client = self.client_of(id).with_call_timeout(Duration::from_secs(2));
+            let what =
+                format!("node {id} to see every node registered and alive with a metadata leader");
+            wait_until(READY_TIMEOUT, &what, || {
                 let client = client.clone();
                 let running = running.clone();
                 async move {
@@ -265,9 +265,10 @@ impl Cluster {
                         Err(format!("{status:?}"))
                     }
                 }
-            },
-        )
-        .await
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// One node's whole log.

@@ -75,7 +75,7 @@ impl Tributary for PublicService {
         _: Request<ListStreamsRequest>,
     ) -> Result<Response<ListStreamsResponse>, Status> {
         Ok(Response::new(ListStreamsResponse {
-            stream_names: self.node.list_streams(),
+            stream_names: self.node.list_streams().await,
         }))
     }
 
