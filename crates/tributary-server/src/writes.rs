@@ -1,4 +1,4 @@
-//! The write path. A put is validated, routed by hash key to open shards, and each shard's batch
+//! The write path (diagram and outcomes in `writes.md`). A put is validated, routed by hash key to open shards, and each shard's batch
 //! is proposed on its leader: locally when this node leads, else forwarded (one hop; the receiver
 //! never forwards again). Every attempt runs under one deadline; a shard that cannot commit by
 //! then answers WRITE_QUORUM_UNAVAILABLE, and a leader that has not heard from a majority for an
