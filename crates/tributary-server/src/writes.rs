@@ -1,8 +1,9 @@
-//! The write path (diagram and outcomes in `writes.md`). A put is validated, routed by hash key to open shards, and each shard's batch
-//! is proposed on its leader: locally when this node leads, else forwarded (one hop; the receiver
-//! never forwards again). Every attempt runs under one deadline; a shard that cannot commit by
-//! then answers WRITE_QUORUM_UNAVAILABLE, and a leader that has not heard from a majority for an
-//! election timeout refuses at once instead of queueing writes that cannot commit.
+//! The write path (diagram and outcomes in `writes.md`). A put is validated, routed by hash key
+//! to open shards, and each shard's batch is proposed on its leader: locally when this node
+//! leads, else forwarded (one hop; the receiver never forwards again). Every attempt runs under
+//! one deadline; a shard that cannot commit by then answers WRITE_QUORUM_UNAVAILABLE, and a leader
+//! that has not heard from a majority for an election timeout refuses at once instead of queueing
+//! writes that cannot commit.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
