@@ -9,7 +9,7 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn six_nodes_spread_replicas_and_leaders() {
-    let cluster = start_cluster(6, 3).await;
+    let mut cluster = start_cluster(6, 3).await;
     let client = cluster.client();
     let shard_count = 12u64;
     client
@@ -84,4 +84,24 @@ async fn six_nodes_spread_replicas_and_leaders() {
     let records = read_all(&client, "spread").await.unwrap();
     assert_eq!(records.len(), 180);
     assert_ordered(&records);
+
+    // A stream created while a node is down is placed on the live nodes of its AZ instead.
+    cluster.kill(4).unwrap();
+    let survivors = tributary_client::Client::from_list(&cluster.running_endpoints()).unwrap();
+    survivors
+        .create_stream("avoids-down", 6, None)
+        .await
+        .expect("create with a node down");
+    let description = survivors.describe_stream("avoids-down").await.unwrap();
+    for shard in &description.shards {
+        assert!(
+            shard.replicas.iter().all(|r| r.node_id != 4),
+            "{} placed on the dead node 4",
+            shard.shard_id
+        );
+        let azs: BTreeSet<&str> = shard.replicas.iter().map(|r| r.az.as_str()).collect();
+        assert_eq!(azs.len(), 3);
+    }
+    let (acked, failed) = put_records(&survivors, "avoids-down", "live", 60).await;
+    assert!(failed.is_empty() && acked.len() == 60, "{failed:?}");
 }

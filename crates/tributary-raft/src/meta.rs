@@ -14,13 +14,15 @@ pub enum MetaCommand {
         az: String,
         address: String,
     },
-    /// Placement is computed when the command is applied, from the replicated node list, so every
-    /// replica computes the same one.
+    /// Placement is computed when the command is applied, from the replicated node list and the
+    /// nodes the proposer found unreachable (carried in the command), so every replica computes
+    /// the same one.
     CreateStream {
         name: StreamName,
         shard_count: u32,
         retention_hours: u32,
         created_at_ms: u64,
+        down_nodes: Vec<NodeId>,
     },
     DeleteStream {
         name: StreamName,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use openraft::async_runtime::WatchReceiver;
 use tributary_proto::v1::PingRequest;
 use tributary_raft::meta::MetaCommand;
-use tributary_types::{DEFAULT_RETENTION_HOURS, Error, SequenceNumber, StreamName};
+use tributary_types::{DEFAULT_RETENTION_HOURS, Error, NodeId, SequenceNumber, StreamName};
 
 use crate::api::{
     ClusterStatus, NodeStatus, ReplicaDescription, ShardDescription, StreamDescription,
@@ -39,6 +39,20 @@ impl Node {
         }
     }
 
+    /// Registered nodes that do not answer a ping now.
+    async fn unreachable_nodes(&self) -> Vec<NodeId> {
+        let nodes = self.meta.read(|state| state.nodes.clone());
+        let pings = nodes.iter().map(|(id, info)| async move {
+            let alive = *id == self.id() || self.ping(&info.address).await;
+            (!alive).then_some(*id)
+        });
+        futures::future::join_all(pings)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     async fn ping(&self, address: &str) -> bool {
         let Ok(mut client) = self.public_client(address) else {
             return false;
@@ -64,11 +78,13 @@ impl Node {
                 format!("Stream {name} already exists."),
             ));
         }
+        let down_nodes = self.unreachable_nodes().await;
         self.meta_write(MetaCommand::CreateStream {
             name,
             shard_count,
             retention_hours,
             created_at_ms: now_ms(),
+            down_nodes,
         })
         .await
     }

@@ -1,5 +1,6 @@
 //! Replica placement: each shard gets up to three replicas in distinct AZs, on the least loaded
-//! node of each AZ; the preferred leader (first replica) is the one leading the fewest shards.
+//! reachable node of each AZ (a node the proposer could not reach is used only when its AZ has no
+//! other); the preferred leader (first replica) is the reachable one leading the fewest shards.
 //! Pure and deterministic: it runs inside the metadata state machine's apply.
 
 use std::collections::BTreeMap;
@@ -12,7 +13,12 @@ use super::state::MetaState;
 pub const REPLICATION_FACTOR: usize = 3;
 
 /// Replica sets for `shard_count` new shards, given the load already placed in `state`.
-pub fn place_shards(state: &MetaState, shard_count: u32) -> Result<Vec<Vec<NodeId>>, Error> {
+pub fn place_shards(
+    state: &MetaState,
+    shard_count: u32,
+    down_nodes: &[NodeId],
+) -> Result<Vec<Vec<NodeId>>, Error> {
+    let down = |id: &NodeId| down_nodes.contains(id);
     let mut nodes_by_az: BTreeMap<&str, Vec<NodeId>> = BTreeMap::new();
     for (id, info) in &state.nodes {
         nodes_by_az.entry(info.az.as_str()).or_default().push(*id);
@@ -49,15 +55,16 @@ pub fn place_shards(state: &MetaState, shard_count: u32) -> Result<Vec<Vec<NodeI
             .map(|nodes| {
                 *nodes
                     .iter()
-                    .min_by_key(|id| (replicas_per_node[id], leaders_per_node[id], **id))
+                    .min_by_key(|id| (down(id), replicas_per_node[id], leaders_per_node[id], **id))
                     .unwrap()
             })
             .collect();
-        candidates.sort_by_key(|id| (replicas_per_node[id], leaders_per_node[id], *id));
+        candidates.sort_by_key(|id| (down(id), replicas_per_node[id], leaders_per_node[id], *id));
         candidates.truncate(replication);
         let leader_position = (0..candidates.len())
             .min_by_key(|&i| {
                 (
+                    down(&candidates[i]),
                     leaders_per_node[&candidates[i]],
                     replicas_per_node[&candidates[i]],
                     candidates[i],
@@ -99,7 +106,7 @@ mod tests {
     #[test]
     fn three_replicas_in_three_azs() {
         let state = cluster(&["az-1", "az-2", "az-3"]);
-        for replicas in place_shards(&state, 7).unwrap() {
+        for replicas in place_shards(&state, 7, &[]).unwrap() {
             assert_eq!(replicas.len(), 3);
             let mut azs: Vec<&str> = replicas
                 .iter()
@@ -115,7 +122,7 @@ mod tests {
     fn six_nodes_share_replicas_and_leaders_evenly() {
         let state = cluster(&["az-1", "az-2", "az-3", "az-1", "az-2", "az-3"]);
         let shards = 8;
-        let placements = place_shards(&state, shards).unwrap();
+        let placements = place_shards(&state, shards, &[]).unwrap();
         let mut replicas = BTreeMap::<NodeId, usize>::new();
         let mut leaders = BTreeMap::<NodeId, usize>::new();
         for set in &placements {
@@ -133,8 +140,22 @@ mod tests {
     #[test]
     fn fewer_azs_means_fewer_replicas_in_distinct_azs() {
         let state = cluster(&["az-1", "az-1"]);
-        for replicas in place_shards(&state, 3).unwrap() {
+        for replicas in place_shards(&state, 3, &[]).unwrap() {
             assert_eq!(replicas.len(), 1);
+        }
+    }
+
+    #[test]
+    fn unreachable_nodes_are_avoided_where_their_az_has_another() {
+        let state = cluster(&["az-1", "az-2", "az-3", "az-1", "az-2", "az-3"]);
+        for replicas in place_shards(&state, 6, &[4]).unwrap() {
+            assert!(!replicas.contains(&4), "{replicas:?}");
+            assert_eq!(replicas.len(), 3);
+        }
+        // A lone node of its AZ is still used (three AZs matter more), but never leads.
+        let state = cluster(&["az-1", "az-2", "az-3"]);
+        for replicas in place_shards(&state, 3, &[2]).unwrap() {
+            assert!(replicas.contains(&2) && replicas[0] != 2, "{replicas:?}");
         }
     }
 }

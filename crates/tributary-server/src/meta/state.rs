@@ -140,7 +140,14 @@ impl MetaState {
                 shard_count,
                 retention_hours,
                 created_at_ms,
-            } => self.create_stream(name, *shard_count, *retention_hours, *created_at_ms),
+                down_nodes,
+            } => self.create_stream(
+                name,
+                *shard_count,
+                *retention_hours,
+                *created_at_ms,
+                down_nodes,
+            ),
             MetaCommand::DeleteStream { name } => {
                 self.stream(name)?;
                 self.streams.remove(name);
@@ -155,6 +162,7 @@ impl MetaState {
         shard_count: u32,
         retention_hours: u32,
         created_at_ms: u64,
+        down_nodes: &[NodeId],
     ) -> Result<(), Error> {
         validate_create(shard_count, retention_hours)?;
         if self.streams.contains_key(name) {
@@ -163,7 +171,7 @@ impl MetaState {
                 format!("Stream {name} already exists."),
             ));
         }
-        let replica_sets = placement::place_shards(self, shard_count)?;
+        let replica_sets = placement::place_shards(self, shard_count, down_nodes)?;
         let ranges = HashKeyRange::split_evenly(shard_count);
         let shards = ranges
             .into_iter()
@@ -243,6 +251,7 @@ mod tests {
             shard_count,
             retention_hours: 24,
             created_at_ms: 1,
+            down_nodes: Vec::new(),
         }
     }
 
