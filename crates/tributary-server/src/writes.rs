@@ -56,19 +56,26 @@ where
     C: RaftTypeConfig<NodeId = NodeId, Node = BasicNode>,
     SM: RaftStateMachine<C>,
 {
+    // How long ago a majority last acknowledged this node, if it leads (read in place: this runs
+    // on every write).
+    let unacked_for_opt: Option<Duration> = {
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let leads = metrics.current_leader == Some(metrics.id);
+        metrics
+            .last_quorum_acked
+            .as_ref()
+            .filter(|_| leads)
+            .map(|acked| acked.elapsed())
+    };
+    if let Some(unacked_for) = unacked_for_opt
+        && unacked_for > QUORUM_STALE_AFTER
     {
-        let metrics = raft.metrics().borrow_watched().clone();
-        if metrics.current_leader == Some(metrics.id)
-            && let Some(acked) = &metrics.last_quorum_acked
-            && acked.elapsed() > QUORUM_STALE_AFTER
-        {
-            let since: Duration = acked.elapsed();
-            return Attempt::Done(Err(Error::quorum_unavailable(format!(
-                "{what} cannot reach a majority of its replicas (last acknowledged {} ms ago); \
-                 committed records stay readable",
-                since.as_millis()
-            ))));
-        }
+        return Attempt::Done(Err(Error::quorum_unavailable(format!(
+            "{what} cannot reach a majority of its replicas (last acknowledged {} ms ago); \
+             committed records stay readable",
+            unacked_for.as_millis()
+        ))));
     }
     match tokio::time::timeout_at(deadline, raft.client_write(command)).await {
         Ok(Ok(response)) => Attempt::Done(Ok(response.data)),
