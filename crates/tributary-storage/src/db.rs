@@ -156,20 +156,16 @@ mod tests {
             b"a",
         );
         store.write_synced(batch).unwrap();
-        let found: Vec<u64> = store
-            .groups_on_disk()
-            .unwrap()
-            .into_iter()
-            .map(|g| g.0)
-            .collect();
-        assert_eq!(found, [0, 3, 7, u64::MAX]);
+        let found = || -> Vec<u64> {
+            store
+                .groups_on_disk()
+                .unwrap()
+                .into_iter()
+                .map(|g| g.0)
+                .collect()
+        };
+        assert_eq!(found(), [0, 3, 7, u64::MAX]);
         store.delete_group(GroupId(7)).unwrap();
-        let found: Vec<u64> = store
-            .groups_on_disk()
-            .unwrap()
-            .into_iter()
-            .map(|g| g.0)
-            .collect();
-        assert_eq!(found, [0, 3, u64::MAX]);
+        assert_eq!(found(), [0, 3, u64::MAX]);
     }
 }
