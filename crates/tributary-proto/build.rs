@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Payloads stay `bytes::Bytes` from the decoder to storage and back.
         .bytes(".tributary.v1.PutRecordsRequestEntry.data")
+        .bytes(".tributary.v1.PutRecordRequest.data")
         .bytes(".tributary.v1.Record.data")
         .bytes(".tributary.internal.v1")
         .compile_fds(descriptors)?;

@@ -11,8 +11,12 @@ use tributary_client::{Client, v1};
 
 use crate::ClientArgs;
 
-/// Pause between polls of a caught-up shard while following.
-const FOLLOW_POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Pause between polls of a caught-up shard while following (a shard serves 5 GetRecords calls
+/// a second to all its readers).
+const FOLLOW_POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// First pause after a throttled call; doubled per throttled retry up to the maximum.
+const THROTTLE_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_THROTTLE_BACKOFF: Duration = Duration::from_secs(2);
 
 #[derive(clap::Args)]
 pub struct GetArgs {
@@ -20,7 +24,8 @@ pub struct GetArgs {
     /// Read one shard (shardId-000000000000 or 0); default every shard.
     #[arg(long)]
     shard: Option<String>,
-    /// trim-horizon, latest, at:SEQ or after:SEQ.
+    /// trim-horizon, latest, at:SEQ, after:SEQ or at-timestamp:T (T: epoch milliseconds or
+    /// RFC 3339).
     #[arg(long, default_value = "trim-horizon")]
     from: String,
     /// Stop after this many records in all.
@@ -33,15 +38,36 @@ pub struct GetArgs {
     client: ClientArgs,
 }
 
-fn parse_from(from: &str) -> anyhow::Result<(&'static str, Option<String>)> {
+/// Where to start reading: an iterator type and its argument.
+struct StartingPosition {
+    iterator_type: &'static str,
+    sequence_number_opt: Option<String>,
+    timestamp_ms_opt: Option<u64>,
+}
+
+fn parse_from(from: &str) -> anyhow::Result<StartingPosition> {
+    let position = |iterator_type, sequence_number_opt, timestamp_ms_opt| StartingPosition {
+        iterator_type,
+        sequence_number_opt,
+        timestamp_ms_opt,
+    };
     match from {
-        "trim-horizon" => Ok(("TRIM_HORIZON", None)),
-        "latest" => Ok(("LATEST", None)),
+        "trim-horizon" => Ok(position("TRIM_HORIZON", None, None)),
+        "latest" => Ok(position("LATEST", None, None)),
         other => match other.split_once(':') {
-            Some(("at", seq)) => Ok(("AT_SEQUENCE_NUMBER", Some(seq.to_string()))),
-            Some(("after", seq)) => Ok(("AFTER_SEQUENCE_NUMBER", Some(seq.to_string()))),
+            Some(("at", seq)) => Ok(position("AT_SEQUENCE_NUMBER", Some(seq.to_string()), None)),
+            Some(("after", seq)) => Ok(position(
+                "AFTER_SEQUENCE_NUMBER",
+                Some(seq.to_string()),
+                None,
+            )),
+            Some(("at-timestamp", t)) => Ok(position(
+                "AT_TIMESTAMP",
+                None,
+                Some(crate::time::parse_timestamp_ms(t)?),
+            )),
             _ => anyhow::bail!(
-                "--from must be trim-horizon, latest, at:SEQ or after:SEQ (got '{other}')"
+                "--from must be trim-horizon, latest, at:SEQ, after:SEQ or at-timestamp:T (got '{other}')"
             ),
         },
     }
@@ -69,7 +95,7 @@ struct ShardReader {
 
 pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
     let client = args.client.client()?;
-    let (iterator_type, sequence_number_opt) = parse_from(&args.from)?;
+    let start = parse_from(&args.from)?;
     let shard_ids: Vec<String> = match &args.shard {
         Some(shard) => vec![shard.clone()],
         None => client
@@ -83,12 +109,13 @@ pub async fn run(args: GetArgs) -> anyhow::Result<ExitCode> {
     let mut readers = Vec::with_capacity(shard_ids.len());
     for shard_id in shard_ids {
         let iterator = client
-            .get_shard_iterator(
-                &args.stream,
-                &shard_id,
-                iterator_type,
-                sequence_number_opt.as_deref(),
-            )
+            .shard_iterator(v1::GetShardIteratorRequest {
+                stream_name: args.stream.clone(),
+                shard_id: shard_id.clone(),
+                shard_iterator_type: start.iterator_type.to_string(),
+                starting_sequence_number: start.sequence_number_opt.clone(),
+                timestamp_ms: start.timestamp_ms_opt,
+            })
             .await?;
         readers.push(ShardReader {
             shard_id,
@@ -127,7 +154,7 @@ async fn read_until_caught_up(
             return Ok(());
         };
         let limit = u32::try_from((*remaining).min(10_000)).unwrap_or(10_000);
-        let response = client.get_records(&iterator, Some(limit)).await?;
+        let response = get_records_with_backoff(client, &iterator, limit).await?;
         for record in &response.records {
             print_record(&reader.shard_id, record);
         }
@@ -136,4 +163,24 @@ async fn read_until_caught_up(
         reader.iterator_opt = response.next_shard_iterator;
     }
     Ok(())
+}
+
+/// GetRecords, waiting and retrying while the shard's read limit throttles the call.
+async fn get_records_with_backoff(
+    client: &Client,
+    iterator: &str,
+    limit: u32,
+) -> Result<v1::GetRecordsResponse, tributary_client::ClientError> {
+    let mut backoff = THROTTLE_BACKOFF;
+    loop {
+        match client.get_records(iterator, Some(limit)).await {
+            Err(tributary_client::ClientError::Api(error))
+                if error.code == tributary_client::ErrorCode::ProvisionedThroughputExceeded =>
+            {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_THROTTLE_BACKOFF);
+            }
+            other => return other,
+        }
+    }
 }

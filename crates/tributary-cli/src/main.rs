@@ -1,12 +1,14 @@
 //! `tributary`: run a node (`node`) or a local cluster (`dev`), and talk to a cluster (`cluster`,
-//! `stream`, `put`, `get`).
+//! `stream`, `shards`, `consumer`, `put`, `get`).
 
+mod consumer;
 mod dev;
 mod get;
 mod node;
 mod output;
 mod put;
 mod stream;
+mod time;
 
 use clap::{Parser, Subcommand};
 use tributary_client::{Client, ClientError, DEFAULT_ENDPOINT};
@@ -59,6 +61,15 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// List a stream's shards (ListShards), optionally filtered.
+    Shards(stream::ShardsArgs),
+    /// Register, deregister, describe and list enhanced fan-out consumers.
+    Consumer {
+        #[command(subcommand)]
+        command: consumer::ConsumerCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Put records: one from the arguments, or one per stdin line as PARTITION_KEY<TAB>DATA.
     Put(put::PutArgs),
     /// Read records as JSON lines.
@@ -101,6 +112,14 @@ fn main() -> std::process::ExitCode {
             Command::Stream { command, client } => {
                 init_tracing("warn");
                 stream::run_stream(command, &client).await
+            }
+            Command::Shards(args) => {
+                init_tracing("warn");
+                stream::run_shards(args).await
+            }
+            Command::Consumer { command, client } => {
+                init_tracing("warn");
+                consumer::run(command, &client).await
             }
             Command::Put(args) => {
                 init_tracing("warn");

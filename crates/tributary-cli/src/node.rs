@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tributary_server::config::{
-    DEFAULT_ADMIN_TIMEOUT_MS, DEFAULT_WRITE_TIMEOUT_MS, FileConfig, parse_peers,
+    DEFAULT_ADMIN_TIMEOUT_MS, DEFAULT_RETENTION_HOUR_MS, DEFAULT_WRITE_TIMEOUT_MS, FileConfig,
+    ShardLimits, parse_peers,
 };
 use tributary_server::{Node, NodeConfig};
 
@@ -34,6 +35,14 @@ pub struct NodeArgs {
     /// Serve GET /health and GET /metrics here.
     #[arg(long, env = "TRIBUTARY_HTTP_LISTEN")]
     http_listen: Option<String>,
+    /// Per-shard throughput limits: kinesis (default; writes 1 MiB/s or 1,000 records/s, reads
+    /// 2 MiB/s and 5 GetRecords/s per shard) or off (benchmarks). Give every node the same value.
+    #[arg(long, env = "TRIBUTARY_SHARD_LIMITS", value_enum)]
+    shard_limits: Option<ShardLimits>,
+    /// FOR TESTS ONLY: the length of one retention hour in milliseconds (default 3600000), so
+    /// retention can be exercised in seconds. Retention bounds stay 24..8760 "hours".
+    #[arg(long, env = "TRIBUTARY_RETENTION_HOUR_MS")]
+    retention_hour_ms: Option<u64>,
     /// A TOML file with any of these settings (flags and TRIBUTARY_* variables win).
     #[arg(long, env = "TRIBUTARY_CONFIG")]
     config: Option<PathBuf>,
@@ -80,6 +89,14 @@ fn build_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
         admin_timeout: Duration::from_millis(
             file.admin_timeout_ms.unwrap_or(DEFAULT_ADMIN_TIMEOUT_MS),
         ),
+        shard_limits: args
+            .shard_limits
+            .or(file.shard_limits)
+            .unwrap_or(ShardLimits::Kinesis),
+        retention_hour_ms: args
+            .retention_hour_ms
+            .or(file.retention_hour_ms)
+            .unwrap_or(DEFAULT_RETENTION_HOUR_MS),
     };
     config.validate()?;
     Ok(config)

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use bytes::Bytes;
 use serde_json::json;
-use tributary_client::v1::{PutRecordsRequestEntry, PutRecordsResultEntry};
+use tributary_client::v1::{PutRecordRequest, PutRecordsRequestEntry, PutRecordsResultEntry};
 use tributary_types::{
     MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_ENTRIES, PutRecordEntry, validate_put_entry,
 };
@@ -22,6 +22,10 @@ pub struct PutArgs {
     /// Route by this decimal hash key instead of the partition key's MD5.
     #[arg(long)]
     explicit_hash_key: Option<String>,
+    /// With --partition-key: the sequence number of your previous record for this key; the new
+    /// record numbers strictly above it (PutRecord's SequenceNumberForOrdering).
+    #[arg(long, requires = "partition_key")]
+    sequence_number_for_ordering: Option<String>,
     /// The record's data (UTF-8).
     data: Option<String>,
     #[command(flatten)]
@@ -87,13 +91,24 @@ pub async fn run(args: PutArgs) -> anyhow::Result<ExitCode> {
     let client = args.client.client()?;
     if let Some(partition_key) = args.partition_key {
         let data = args.data.unwrap_or_default();
-        let entry = PutRecordsRequestEntry {
+        let request = PutRecordRequest {
+            stream_name: args.stream.clone(),
             data: Bytes::from(data.into_bytes()),
             partition_key,
             explicit_hash_key: args.explicit_hash_key,
+            sequence_number_for_ordering: args.sequence_number_for_ordering,
         };
-        let mut response = client.put_records(&args.stream, vec![entry]).await?;
-        let result = from_entry(response.records.pop().unwrap_or_default());
+        let result = match client.put_record(request).await {
+            Ok(put) => LineResult::Ok {
+                shard_id: put.shard_id,
+                sequence_number: put.sequence_number,
+            },
+            Err(tributary_client::ClientError::Api(error)) => LineResult::Failed {
+                code: error.code.to_string(),
+                message: error.message,
+            },
+            Err(other) => return Err(other.into()),
+        };
         print_result(&result, args.client.json);
         return Ok(if matches!(result, LineResult::Ok { .. }) {
             ExitCode::SUCCESS

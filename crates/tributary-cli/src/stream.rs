@@ -16,23 +16,105 @@ pub enum ClusterCommand {
 
 #[derive(clap::Subcommand)]
 pub enum StreamCommand {
-    /// Create a stream split evenly into shards.
+    /// Create a stream split evenly into shards and wait until it is ACTIVE.
     Create {
         name: String,
+        /// The shard count of a PROVISIONED stream.
+        #[arg(
+            long,
+            required_unless_present = "on_demand",
+            conflicts_with = "on_demand"
+        )]
+        shards: Option<u32>,
+        /// An ON_DEMAND stream (starts with 4 shards and scales itself).
         #[arg(long)]
-        shards: u32,
+        on_demand: bool,
         /// 24..8760; default 24.
         #[arg(long)]
         retention_hours: Option<u32>,
+        /// Return once the request is accepted, with the stream still CREATING.
+        #[arg(long)]
+        no_wait: bool,
     },
+    /// Every stream name.
     List,
     /// Shards with hash ranges, replicas, leaders and sequence ranges.
-    Describe {
-        name: String,
-    },
+    Describe { name: String },
+    /// Status, mode, retention, open shard and consumer counts.
+    Summary { name: String },
+    /// Delete a stream and every shard's data on every replica.
     Delete {
         name: String,
+        /// Also deregister its consumers (needed when it has any).
+        #[arg(long)]
+        enforce_consumer_deletion: bool,
+        /// Return once the request is accepted, with the stream still DELETING.
+        #[arg(long)]
+        no_wait: bool,
     },
+    /// Split a shard in two at a hash key; waits until the stream is ACTIVE again.
+    Split {
+        name: String,
+        #[arg(long)]
+        shard: String,
+        /// The first hash key of the second child (decimal).
+        #[arg(long)]
+        new_starting_hash_key: String,
+        /// Return once the request is accepted, with the stream still UPDATING.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Merge two adjacent shards; waits until the stream is ACTIVE again.
+    Merge {
+        name: String,
+        #[arg(long)]
+        shard: String,
+        #[arg(long)]
+        adjacent_shard: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Scale to a target open shard count (½× to 2×, uniform); waits until ACTIVE again.
+    Scale {
+        name: String,
+        #[arg(long)]
+        target: u32,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Set the retention period (24..8760 hours); longer or shorter than now.
+    Retention {
+        name: String,
+        #[arg(long)]
+        hours: u32,
+    },
+    /// Switch the capacity mode.
+    Mode {
+        name: String,
+        #[arg(value_parser = ["on-demand", "provisioned"])]
+        mode: String,
+    },
+    /// Add or overwrite tags (1..10 per call, 50 per stream).
+    Tag {
+        name: String,
+        /// KEY=VALUE pairs.
+        #[arg(required = true, value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+    },
+    /// Remove tags by key (missing keys are ignored).
+    Untag {
+        name: String,
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// A stream's tags.
+    Tags { name: String },
+}
+
+fn parse_tag(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .ok_or_else(|| format!("'{text}' is not KEY=VALUE"))
 }
 
 pub async fn run_cluster(command: ClusterCommand, args: &ClientArgs) -> anyhow::Result<ExitCode> {
@@ -87,13 +169,37 @@ pub async fn run_stream(command: StreamCommand, args: &ClientArgs) -> anyhow::Re
         StreamCommand::Create {
             name,
             shards,
+            on_demand,
             retention_hours,
+            no_wait,
         } => {
-            client.create_stream(&name, shards, retention_hours).await?;
+            let request = v1::CreateStreamRequest {
+                stream_name: name.clone(),
+                shard_count: shards.unwrap_or(0),
+                retention_period_hours: retention_hours,
+                stream_mode: on_demand.then(|| "ON_DEMAND".to_string()),
+                ..Default::default()
+            };
+            client.create_stream_request(request).await?;
+            if !no_wait {
+                client
+                    .wait_for_active(&name, tributary_client::DEFAULT_ACTIVE_WAIT)
+                    .await?;
+            }
+            let summary = client.describe_stream_summary(&name).await?;
             if args.json {
-                print_json(&json!({"name": name, "created": true}));
+                print_json(&json!({
+                    "name": name,
+                    "created": true,
+                    "status": summary.stream_status,
+                    "mode": summary.stream_mode,
+                    "shards": summary.open_shard_count,
+                }));
             } else {
-                println!("created stream {name} with {shards} shards");
+                println!(
+                    "created stream {name} with {} shards ({}, {})",
+                    summary.open_shard_count, summary.stream_mode, summary.stream_status
+                );
             }
         }
         StreamCommand::List => {
@@ -112,16 +218,229 @@ pub async fn run_stream(command: StreamCommand, args: &ClientArgs) -> anyhow::Re
                 print_description(&description);
             }
         }
-        StreamCommand::Delete { name } => {
-            client.delete_stream(&name).await?;
+        StreamCommand::Summary { name } => {
+            let summary = client.describe_stream_summary(&name).await?;
+            let value = json!({
+                "name": summary.stream_name,
+                "status": summary.stream_status,
+                "mode": summary.stream_mode,
+                "retention_hours": summary.retention_period_hours,
+                "creation_timestamp": summary.stream_creation_timestamp_ms,
+                "open_shard_count": summary.open_shard_count,
+                "consumer_count": summary.consumer_count,
+            });
+            if args.json {
+                print_json(&value);
+            } else {
+                println!(
+                    "stream {}  status {}  mode {}  retention {} h  open shards {}  consumers {}",
+                    summary.stream_name,
+                    summary.stream_status,
+                    summary.stream_mode,
+                    summary.retention_period_hours,
+                    summary.open_shard_count,
+                    summary.consumer_count
+                );
+            }
+        }
+        StreamCommand::Delete {
+            name,
+            enforce_consumer_deletion,
+            no_wait,
+        } => {
+            client
+                .delete_stream(&name, enforce_consumer_deletion)
+                .await?;
+            if !no_wait {
+                client
+                    .wait_for_deleted(&name, tributary_client::DEFAULT_ACTIVE_WAIT)
+                    .await?;
+            }
             if args.json {
                 print_json(&json!({"name": name, "deleted": true}));
             } else {
                 println!("deleted stream {name}");
             }
         }
+        StreamCommand::Split {
+            name,
+            shard,
+            new_starting_hash_key,
+            no_wait,
+        } => {
+            client
+                .split_shard(&name, &shard, &new_starting_hash_key)
+                .await?;
+            reshard_done(&client, args, &name, no_wait).await?;
+        }
+        StreamCommand::Merge {
+            name,
+            shard,
+            adjacent_shard,
+            no_wait,
+        } => {
+            client.merge_shards(&name, &shard, &adjacent_shard).await?;
+            reshard_done(&client, args, &name, no_wait).await?;
+        }
+        StreamCommand::Scale {
+            name,
+            target,
+            no_wait,
+        } => {
+            client.update_shard_count(&name, target).await?;
+            reshard_done(&client, args, &name, no_wait).await?;
+        }
+        StreamCommand::Retention { name, hours } => {
+            client.set_retention(&name, hours).await?;
+            if args.json {
+                print_json(&json!({"name": name, "retention_hours": hours}));
+            } else {
+                println!("stream {name} keeps records for {hours} hours");
+            }
+        }
+        StreamCommand::Mode { name, mode } => {
+            let wire = if mode == "on-demand" {
+                "ON_DEMAND"
+            } else {
+                "PROVISIONED"
+            };
+            client.update_stream_mode(&name, wire).await?;
+            if args.json {
+                print_json(&json!({"name": name, "mode": wire}));
+            } else {
+                println!("stream {name} is now {wire}");
+            }
+        }
+        StreamCommand::Tag { name, tags } => {
+            let count = tags.len();
+            client.add_tags(&name, tags.into_iter().collect()).await?;
+            if args.json {
+                print_json(&json!({"name": name, "tagged": count}));
+            } else {
+                println!("tagged stream {name} ({count} tags)");
+            }
+        }
+        StreamCommand::Untag { name, keys } => {
+            let count = keys.len();
+            client.remove_tags(&name, keys).await?;
+            if args.json {
+                print_json(&json!({"name": name, "untagged": count}));
+            } else {
+                println!("untagged stream {name} ({count} keys)");
+            }
+        }
+        StreamCommand::Tags { name } => {
+            let tags = client.list_tags(&name).await?;
+            if args.json {
+                let map: serde_json::Map<String, Value> = tags
+                    .into_iter()
+                    .map(|tag| (tag.key, Value::String(tag.value)))
+                    .collect();
+                print_json(&json!({"name": name, "tags": map}));
+            } else {
+                let rows: Vec<Vec<String>> = tags
+                    .into_iter()
+                    .map(|tag| vec![tag.key, tag.value])
+                    .collect();
+                print_table(&["KEY", "VALUE"], &rows);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits (unless told not to) for a reshard to finish and prints the open shards.
+async fn reshard_done(
+    client: &tributary_client::Client,
+    args: &ClientArgs,
+    name: &str,
+    no_wait: bool,
+) -> anyhow::Result<()> {
+    if !no_wait {
+        client
+            .wait_for_active(name, tributary_client::DEFAULT_ACTIVE_WAIT)
+            .await?;
+    }
+    let summary = client.describe_stream_summary(name).await?;
+    let open = client
+        .list_shards(
+            name,
+            Some(v1::ShardFilter {
+                r#type: "AT_LATEST".to_string(),
+                ..Default::default()
+            }),
+        )
+        .await?;
+    if args.json {
+        print_json(&json!({
+            "name": name,
+            "status": summary.stream_status,
+            "open_shards": open.iter().map(shard_json).collect::<Vec<_>>(),
+        }));
+    } else {
+        println!(
+            "stream {name} is {} with {} open shards",
+            summary.stream_status,
+            open.len()
+        );
+        print_shards(&open);
+    }
+    Ok(())
+}
+
+/// `tributary shards NAME [--filter ...]`: ListShards, every page.
+pub async fn run_shards(args: ShardsArgs) -> anyhow::Result<ExitCode> {
+    let client = args.client.client()?;
+    let filter_opt = match &args.filter {
+        Some(text) => Some(parse_shard_filter(text)?),
+        None => None,
+    };
+    let shards = client.list_shards(&args.stream, filter_opt).await?;
+    if args.client.json {
+        print_json(&json!({"shards": shards.iter().map(shard_json).collect::<Vec<_>>()}));
+    } else {
+        print_shards(&shards);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct ShardsArgs {
+    stream: String,
+    /// at-latest, at-trim-horizon, from-trim-horizon (default), after-shard:ID, at-timestamp:T
+    /// or from-timestamp:T (T: epoch milliseconds or RFC 3339).
+    #[arg(long)]
+    filter: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+fn parse_shard_filter(text: &str) -> anyhow::Result<v1::ShardFilter> {
+    let filter = |kind: &str| v1::ShardFilter {
+        r#type: kind.to_string(),
+        ..Default::default()
+    };
+    Ok(match text.split_once(':') {
+        None => match text {
+            "at-latest" => filter("AT_LATEST"),
+            "at-trim-horizon" => filter("AT_TRIM_HORIZON"),
+            "from-trim-horizon" => filter("FROM_TRIM_HORIZON"),
+            other => anyhow::bail!("unknown --filter '{other}'"),
+        },
+        Some(("after-shard", id)) => v1::ShardFilter {
+            shard_id: Some(id.to_string()),
+            ..filter("AFTER_SHARD_ID")
+        },
+        Some(("at-timestamp", t)) => v1::ShardFilter {
+            timestamp_ms: Some(crate::time::parse_timestamp_ms(t)?),
+            ..filter("AT_TIMESTAMP")
+        },
+        Some(("from-timestamp", t)) => v1::ShardFilter {
+            timestamp_ms: Some(crate::time::parse_timestamp_ms(t)?),
+            ..filter("FROM_TIMESTAMP")
+        },
+        Some(_) => anyhow::bail!("unknown --filter '{text}'"),
+    })
 }
 
 fn shard_json(shard: &v1::Shard) -> Value {
@@ -146,20 +465,25 @@ pub fn description_json(description: &v1::StreamDescription) -> Value {
         "status": description.stream_status,
         "retention_hours": description.retention_period_hours,
         "creation_timestamp": description.stream_creation_timestamp_ms,
+        "mode": description.stream_mode,
         "shards": description.shards.iter().map(shard_json).collect::<Vec<_>>(),
     })
 }
 
 fn print_description(description: &v1::StreamDescription) {
     println!(
-        "stream {}  status {}  retention {} h  shards {}",
+        "stream {}  status {}  mode {}  retention {} h  shards {}",
         description.stream_name,
         description.stream_status,
+        description.stream_mode,
         description.retention_period_hours,
         description.shards.len()
     );
-    let rows: Vec<Vec<String>> = description
-        .shards
+    print_shards(&description.shards);
+}
+
+fn print_shards(shards: &[v1::Shard]) {
+    let rows: Vec<Vec<String>> = shards
         .iter()
         .map(|shard| {
             let replicas: Vec<String> = shard

@@ -19,6 +19,10 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// How long one call may take before the client gives up on that endpoint.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long [`Client::create_stream`] waits for the new stream to turn ACTIVE.
+pub const DEFAULT_ACTIVE_WAIT: Duration = Duration::from_secs(30);
+/// Pause between polls while waiting for a stream's status.
+const STATUS_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -30,6 +34,9 @@ pub enum ClientError {
     Unreachable(String),
     #[error("INVALID_ARGUMENT: {0}")]
     BadEndpoint(String),
+    /// A wait (for a stream to turn ACTIVE) ran out of time.
+    #[error("TIMED_OUT: {0}")]
+    TimedOut(String),
 }
 
 impl ClientError {
@@ -39,6 +46,7 @@ impl ClientError {
             ClientError::Api(error) => error.code.as_str(),
             ClientError::Unreachable(_) => "ENDPOINT_UNREACHABLE",
             ClientError::BadEndpoint(_) => "INVALID_ARGUMENT",
+            ClientError::TimedOut(_) => "TIMED_OUT",
         }
     }
 
@@ -47,6 +55,7 @@ impl ClientError {
             ClientError::Api(error) => error.message.clone(),
             ClientError::Unreachable(why) => format!("no endpoint answered ({why})"),
             ClientError::BadEndpoint(why) => why.clone(),
+            ClientError::TimedOut(why) => why.clone(),
         }
     }
 }
@@ -138,11 +147,25 @@ impl Client {
         Err(ClientError::Unreachable(failures.join("; ")))
     }
 
-    pub async fn cluster_status(&self) -> Result<v1::ClusterStatusResponse, ClientError> {
-        self.call(|mut c| async move { c.cluster_status(v1::ClusterStatusRequest {}).await })
-            .await
+    /// Sends one request (cloned per attempt) through [`Client::call`].
+    async fn unary<R, T, F, Fut>(&self, request: R, call: F) -> Result<T, ClientError>
+    where
+        R: Clone,
+        F: Fn(TributaryClient<Channel>, R) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call(|client| call(client, request.clone())).await
     }
 
+    pub async fn cluster_status(&self) -> Result<v1::ClusterStatusResponse, ClientError> {
+        self.unary(v1::ClusterStatusRequest {}, |mut c, r| async move {
+            c.cluster_status(r).await
+        })
+        .await
+    }
+
+    /// Creates a PROVISIONED stream and waits (up to [`DEFAULT_ACTIVE_WAIT`]) until it is ACTIVE,
+    /// so records can be put right after. [`Client::create_stream_request`] returns at once.
     pub async fn create_stream(
         &self,
         name: &str,
@@ -153,32 +176,98 @@ impl Client {
             stream_name: name.to_string(),
             shard_count,
             retention_period_hours: retention_hours_opt,
+            ..Default::default()
         };
-        self.call(|mut c| {
-            let request = request.clone();
-            async move { c.create_stream(request).await }
-        })
-        .await
-        .map(|_| ())
+        self.create_stream_request(request).await?;
+        self.wait_for_active(name, DEFAULT_ACTIVE_WAIT).await
     }
 
-    pub async fn delete_stream(&self, name: &str) -> Result<(), ClientError> {
+    /// CreateStream as Kinesis has it: returns once accepted, with the stream CREATING.
+    pub async fn create_stream_request(
+        &self,
+        request: v1::CreateStreamRequest,
+    ) -> Result<(), ClientError> {
+        self.unary(request, |mut c, r| async move { c.create_stream(r).await })
+            .await
+            .map(|_| ())
+    }
+
+    /// Polls the stream until it is ACTIVE.
+    pub async fn wait_for_active(&self, name: &str, timeout: Duration) -> Result<(), ClientError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let summary = self.describe_stream_summary(name).await?;
+            if summary.stream_status == "ACTIVE" {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClientError::TimedOut(format!(
+                    "stream {name} is still {} after {timeout:?}",
+                    summary.stream_status
+                )));
+            }
+            tokio::time::sleep(STATUS_POLL_INTERVAL).await;
+        }
+    }
+
+    pub async fn delete_stream(
+        &self,
+        name: &str,
+        enforce_consumer_deletion: bool,
+    ) -> Result<(), ClientError> {
         let request = v1::DeleteStreamRequest {
             stream_name: name.to_string(),
+            enforce_consumer_deletion,
         };
-        self.call(|mut c| {
-            let request = request.clone();
-            async move { c.delete_stream(request).await }
-        })
-        .await
-        .map(|_| ())
+        self.unary(request, |mut c, r| async move { c.delete_stream(r).await })
+            .await
+            .map(|_| ())
     }
 
+    /// Polls until the stream has left the catalogue (DeleteStream returns with it DELETING).
+    pub async fn wait_for_deleted(&self, name: &str, timeout: Duration) -> Result<(), ClientError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.describe_stream_summary(name).await {
+                Err(ClientError::Api(error)) if error.code == ErrorCode::ResourceNotFound => {
+                    return Ok(());
+                }
+                Err(other) => return Err(other),
+                Ok(summary) if tokio::time::Instant::now() >= deadline => {
+                    return Err(ClientError::TimedOut(format!(
+                        "stream {name} is still {} after {timeout:?}",
+                        summary.stream_status
+                    )));
+                }
+                Ok(_) => tokio::time::sleep(STATUS_POLL_INTERVAL).await,
+            }
+        }
+    }
+
+    /// Every stream name, following pagination.
     pub async fn list_streams(&self) -> Result<Vec<String>, ClientError> {
-        let response = self
-            .call(|mut c| async move { c.list_streams(v1::ListStreamsRequest {}).await })
-            .await?;
-        Ok(response.stream_names)
+        let mut names = Vec::new();
+        let mut next_token = None;
+        loop {
+            let request = v1::ListStreamsRequest {
+                next_token: next_token.take(),
+                ..Default::default()
+            };
+            let page = self.list_streams_page(request).await?;
+            names.extend(page.stream_names);
+            match page.next_token {
+                Some(token) if page.has_more_streams => next_token = Some(token),
+                _ => return Ok(names),
+            }
+        }
+    }
+
+    pub async fn list_streams_page(
+        &self,
+        request: v1::ListStreamsRequest,
+    ) -> Result<v1::ListStreamsResponse, ClientError> {
+        self.unary(request, |mut c, r| async move { c.list_streams(r).await })
+            .await
     }
 
     pub async fn describe_stream(&self, name: &str) -> Result<v1::StreamDescription, ClientError> {
@@ -186,14 +275,282 @@ impl Client {
             stream_name: name.to_string(),
         };
         let response = self
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.describe_stream(request).await }
-            })
+            .unary(
+                request,
+                |mut c, r| async move { c.describe_stream(r).await },
+            )
             .await?;
         response
             .stream_description
             .ok_or_else(|| ClientError::Api(Error::internal("empty stream description")))
+    }
+
+    pub async fn describe_stream_summary(
+        &self,
+        name: &str,
+    ) -> Result<v1::StreamDescriptionSummary, ClientError> {
+        let request = v1::DescribeStreamSummaryRequest {
+            stream_name: name.to_string(),
+        };
+        let response = self
+            .unary(request, |mut c, r| async move {
+                c.describe_stream_summary(r).await
+            })
+            .await?;
+        response
+            .stream_description_summary
+            .ok_or_else(|| ClientError::Api(Error::internal("empty stream summary")))
+    }
+
+    /// One page of ListShards.
+    pub async fn list_shards_page(
+        &self,
+        request: v1::ListShardsRequest,
+    ) -> Result<v1::ListShardsResponse, ClientError> {
+        self.unary(request, |mut c, r| async move { c.list_shards(r).await })
+            .await
+    }
+
+    /// Every shard the filter selects, following pagination.
+    pub async fn list_shards(
+        &self,
+        stream: &str,
+        filter_opt: Option<v1::ShardFilter>,
+    ) -> Result<Vec<v1::Shard>, ClientError> {
+        let mut shards = Vec::new();
+        let mut request = v1::ListShardsRequest {
+            stream_name: Some(stream.to_string()),
+            shard_filter: filter_opt.clone(),
+            ..Default::default()
+        };
+        loop {
+            let page = self.list_shards_page(request).await?;
+            shards.extend(page.shards);
+            match page.next_token {
+                Some(token) => {
+                    request = v1::ListShardsRequest {
+                        next_token: Some(token),
+                        shard_filter: filter_opt.clone(),
+                        ..Default::default()
+                    }
+                }
+                None => return Ok(shards),
+            }
+        }
+    }
+
+    /// Sets the retention period, calling Increase- or DecreaseStreamRetentionPeriod as needed.
+    pub async fn set_retention(&self, name: &str, hours: u32) -> Result<(), ClientError> {
+        let current = self
+            .describe_stream_summary(name)
+            .await?
+            .retention_period_hours;
+        let request = v1::UpdateRetentionRequest {
+            stream_name: name.to_string(),
+            retention_period_hours: hours,
+        };
+        if hours >= current {
+            self.unary(request, |mut c, r| async move {
+                c.increase_stream_retention_period(r).await
+            })
+            .await?;
+        } else {
+            self.unary(request, |mut c, r| async move {
+                c.decrease_stream_retention_period(r).await
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// SplitShard; the stream is UPDATING until the reshard completes.
+    pub async fn split_shard(
+        &self,
+        stream: &str,
+        shard: &str,
+        new_starting_hash_key: &str,
+    ) -> Result<(), ClientError> {
+        let request = v1::SplitShardRequest {
+            stream_name: stream.to_string(),
+            shard_to_split: shard.to_string(),
+            new_starting_hash_key: new_starting_hash_key.to_string(),
+        };
+        self.unary(request, |mut c, r| async move { c.split_shard(r).await })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn merge_shards(
+        &self,
+        stream: &str,
+        shard: &str,
+        adjacent_shard: &str,
+    ) -> Result<(), ClientError> {
+        let request = v1::MergeShardsRequest {
+            stream_name: stream.to_string(),
+            shard_to_merge: shard.to_string(),
+            adjacent_shard_to_merge: adjacent_shard.to_string(),
+        };
+        self.unary(request, |mut c, r| async move { c.merge_shards(r).await })
+            .await
+            .map(|_| ())
+    }
+
+    /// UpdateShardCount with UNIFORM_SCALING.
+    pub async fn update_shard_count(
+        &self,
+        stream: &str,
+        target: u32,
+    ) -> Result<v1::UpdateShardCountResponse, ClientError> {
+        let request = v1::UpdateShardCountRequest {
+            stream_name: stream.to_string(),
+            target_shard_count: target,
+            scaling_type: None,
+        };
+        self.unary(
+            request,
+            |mut c, r| async move { c.update_shard_count(r).await },
+        )
+        .await
+    }
+
+    /// Switches a stream to PROVISIONED or ON_DEMAND.
+    pub async fn update_stream_mode(&self, name: &str, mode: &str) -> Result<(), ClientError> {
+        let request = v1::UpdateStreamModeRequest {
+            stream_name: name.to_string(),
+            stream_mode: mode.to_string(),
+        };
+        self.unary(
+            request,
+            |mut c, r| async move { c.update_stream_mode(r).await },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn add_tags(
+        &self,
+        name: &str,
+        tags: std::collections::HashMap<String, String>,
+    ) -> Result<(), ClientError> {
+        let request = v1::AddTagsToStreamRequest {
+            stream_name: name.to_string(),
+            tags,
+        };
+        self.unary(
+            request,
+            |mut c, r| async move { c.add_tags_to_stream(r).await },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn remove_tags(&self, name: &str, keys: Vec<String>) -> Result<(), ClientError> {
+        let request = v1::RemoveTagsFromStreamRequest {
+            stream_name: name.to_string(),
+            tag_keys: keys,
+        };
+        self.unary(request, |mut c, r| async move {
+            c.remove_tags_from_stream(r).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Every tag of a stream in key order, following pagination.
+    pub async fn list_tags(&self, name: &str) -> Result<Vec<v1::Tag>, ClientError> {
+        let mut tags: Vec<v1::Tag> = Vec::new();
+        loop {
+            let request = v1::ListTagsForStreamRequest {
+                stream_name: name.to_string(),
+                exclusive_start_tag_key: tags.last().map(|tag| tag.key.clone()),
+                limit: None,
+            };
+            let page = self
+                .unary(request, |mut c, r| async move {
+                    c.list_tags_for_stream(r).await
+                })
+                .await?;
+            tags.extend(page.tags);
+            if !page.has_more_tags {
+                return Ok(tags);
+            }
+        }
+    }
+
+    pub async fn register_consumer(
+        &self,
+        stream: &str,
+        consumer: &str,
+    ) -> Result<v1::Consumer, ClientError> {
+        let request = v1::RegisterStreamConsumerRequest {
+            stream_name: stream.to_string(),
+            consumer_name: consumer.to_string(),
+        };
+        let response = self
+            .unary(request, |mut c, r| async move {
+                c.register_stream_consumer(r).await
+            })
+            .await?;
+        response
+            .consumer
+            .ok_or_else(|| ClientError::Api(Error::internal("empty consumer")))
+    }
+
+    pub async fn deregister_consumer(
+        &self,
+        stream: &str,
+        consumer: &str,
+    ) -> Result<(), ClientError> {
+        let request = v1::DeregisterStreamConsumerRequest {
+            stream_name: stream.to_string(),
+            consumer_name: consumer.to_string(),
+        };
+        self.unary(request, |mut c, r| async move {
+            c.deregister_stream_consumer(r).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn describe_consumer(
+        &self,
+        stream: &str,
+        consumer: &str,
+    ) -> Result<v1::Consumer, ClientError> {
+        let request = v1::DescribeStreamConsumerRequest {
+            stream_name: stream.to_string(),
+            consumer_name: consumer.to_string(),
+        };
+        let response = self
+            .unary(request, |mut c, r| async move {
+                c.describe_stream_consumer(r).await
+            })
+            .await?;
+        response
+            .consumer
+            .ok_or_else(|| ClientError::Api(Error::internal("empty consumer")))
+    }
+
+    pub async fn list_consumers(&self, stream: &str) -> Result<Vec<v1::Consumer>, ClientError> {
+        let request = v1::ListStreamConsumersRequest {
+            stream_name: stream.to_string(),
+        };
+        let response = self
+            .unary(request, |mut c, r| async move {
+                c.list_stream_consumers(r).await
+            })
+            .await?;
+        Ok(response.consumers)
+    }
+
+    /// Puts one record; fails as a whole.
+    pub async fn put_record(
+        &self,
+        request: v1::PutRecordRequest,
+    ) -> Result<v1::PutRecordResponse, ClientError> {
+        self.unary(request, |mut c, r| async move { c.put_record(r).await })
+            .await
     }
 
     /// Puts up to 500 records; the answer has one entry per record, in order.
@@ -206,11 +563,8 @@ impl Client {
             stream_name: stream.to_string(),
             records,
         };
-        self.call(|mut c| {
-            let request = request.clone();
-            async move { c.put_records(request).await }
-        })
-        .await
+        self.unary(request, |mut c, r| async move { c.put_records(r).await })
+            .await
     }
 
     pub async fn get_shard_iterator(
@@ -225,12 +579,21 @@ impl Client {
             shard_id: shard_id.to_string(),
             shard_iterator_type: iterator_type.to_string(),
             starting_sequence_number: starting_sequence_number_opt.map(str::to_string),
+            timestamp_ms: None,
         };
+        self.shard_iterator(request).await
+    }
+
+    /// GetShardIterator with every field (AT_TIMESTAMP needs `timestamp_ms`).
+    pub async fn shard_iterator(
+        &self,
+        request: v1::GetShardIteratorRequest,
+    ) -> Result<String, ClientError> {
         let response = self
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.get_shard_iterator(request).await }
-            })
+            .unary(
+                request,
+                |mut c, r| async move { c.get_shard_iterator(r).await },
+            )
             .await?;
         Ok(response.shard_iterator)
     }
@@ -244,11 +607,8 @@ impl Client {
             shard_iterator: shard_iterator.to_string(),
             limit: limit_opt,
         };
-        self.call(|mut c| {
-            let request = request.clone();
-            async move { c.get_records(request).await }
-        })
-        .await
+        self.unary(request, |mut c, r| async move { c.get_records(r).await })
+            .await
     }
 }
 

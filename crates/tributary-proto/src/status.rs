@@ -15,7 +15,9 @@ fn grpc_code(code: ErrorCode) -> Code {
         ErrorCode::LimitExceeded | ErrorCode::ProvisionedThroughputExceeded => {
             Code::ResourceExhausted
         }
-        ErrorCode::ExpiredIterator | ErrorCode::ConditionalCheckFailed => Code::FailedPrecondition,
+        ErrorCode::ExpiredIterator
+        | ErrorCode::ExpiredNextToken
+        | ErrorCode::ConditionalCheckFailed => Code::FailedPrecondition,
         ErrorCode::AccessDenied => Code::PermissionDenied,
         ErrorCode::InternalFailure => Code::Internal,
         ErrorCode::WriteQuorumUnavailable | ErrorCode::NotLeader => Code::Unavailable,

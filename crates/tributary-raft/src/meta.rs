@@ -4,7 +4,9 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use tributary_types::{Error, NodeId, StreamName};
+use tributary_types::{
+    ConsumerName, Error, NodeId, SequenceNumber, ShardId, StreamMode, StreamName,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MetaCommand {
@@ -23,10 +25,84 @@ pub enum MetaCommand {
         retention_hours: u32,
         created_at_ms: u64,
         down_nodes: Vec<NodeId>,
+        mode: StreamMode,
+        tags: Vec<(String, String)>,
     },
+    /// Moves the stream to DELETING: its shard groups stop and their data is removed on every
+    /// replica; the stream driver then drops the entry.
     DeleteStream {
         name: StreamName,
+        enforce_consumer_deletion: bool,
     },
+    /// Drops a DELETING stream from the catalogue (stream driver).
+    RemoveStream {
+        name: StreamName,
+    },
+    /// CREATING or UPDATING → ACTIVE once every open shard has a leader (stream driver).
+    ActivateStream {
+        name: StreamName,
+    },
+    UpdateRetention {
+        name: StreamName,
+        hours: u32,
+        change: RetentionChange,
+    },
+    AddTags {
+        name: StreamName,
+        tags: Vec<(String, String)>,
+    },
+    RemoveTags {
+        name: StreamName,
+        keys: Vec<String>,
+    },
+    RegisterConsumer {
+        name: StreamName,
+        consumer: ConsumerName,
+        created_at_ms: u64,
+    },
+    DeregisterConsumer {
+        name: StreamName,
+        consumer: ConsumerName,
+    },
+    UpdateStreamMode {
+        name: StreamName,
+        mode: StreamMode,
+    },
+    /// Resharding: parents close and children open at apply; placement as for CreateStream.
+    SplitShard {
+        name: StreamName,
+        shard: ShardId,
+        new_starting_hash_key: u128,
+        at_ms: u64,
+        down_nodes: Vec<NodeId>,
+    },
+    MergeShards {
+        name: StreamName,
+        shard: ShardId,
+        adjacent_shard: ShardId,
+        at_ms: u64,
+        down_nodes: Vec<NodeId>,
+    },
+    UpdateShardCount {
+        name: StreamName,
+        target: u32,
+        at_ms: u64,
+        down_nodes: Vec<NodeId>,
+    },
+    /// A closed shard's group refuses further puts; this is its last sequence number (stream
+    /// driver).
+    SealShard {
+        name: StreamName,
+        shard: ShardId,
+        ending: SequenceNumber,
+    },
+}
+
+/// Kinesis has two calls, and each refuses a change in the other direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RetentionChange {
+    Increase,
+    Decrease,
 }
 
 impl fmt::Display for MetaCommand {
@@ -38,7 +114,38 @@ impl fmt::Display for MetaCommand {
             MetaCommand::CreateStream {
                 name, shard_count, ..
             } => write!(f, "create-stream({name}, {shard_count})"),
-            MetaCommand::DeleteStream { name } => write!(f, "delete-stream({name})"),
+            MetaCommand::DeleteStream { name, .. } => write!(f, "delete-stream({name})"),
+            MetaCommand::RemoveStream { name } => write!(f, "remove-stream({name})"),
+            MetaCommand::ActivateStream { name } => write!(f, "activate-stream({name})"),
+            MetaCommand::UpdateRetention { name, hours, .. } => {
+                write!(f, "update-retention({name}, {hours}h)")
+            }
+            MetaCommand::AddTags { name, tags } => write!(f, "add-tags({name}, {})", tags.len()),
+            MetaCommand::RemoveTags { name, keys } => {
+                write!(f, "remove-tags({name}, {})", keys.len())
+            }
+            MetaCommand::RegisterConsumer { name, consumer, .. } => {
+                write!(f, "register-consumer({name}, {consumer})")
+            }
+            MetaCommand::DeregisterConsumer { name, consumer } => {
+                write!(f, "deregister-consumer({name}, {consumer})")
+            }
+            MetaCommand::UpdateStreamMode { name, mode } => {
+                write!(f, "update-stream-mode({name}, {mode})")
+            }
+            MetaCommand::SplitShard { name, shard, .. } => {
+                write!(f, "split-shard({name}, {shard})")
+            }
+            MetaCommand::MergeShards {
+                name,
+                shard,
+                adjacent_shard,
+                ..
+            } => write!(f, "merge-shards({name}, {shard}, {adjacent_shard})"),
+            MetaCommand::UpdateShardCount { name, target, .. } => {
+                write!(f, "update-shard-count({name}, {target})")
+            }
+            MetaCommand::SealShard { name, shard, .. } => write!(f, "seal-shard({name}, {shard})"),
         }
     }
 }

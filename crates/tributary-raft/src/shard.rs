@@ -17,12 +17,22 @@ pub struct PutBatch {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ShardCommand {
     Put(PutBatch),
+    /// Retention: removes, from the oldest on, every record that arrived before `before_ms`
+    /// (stopping at the first that did not), on every replica. Proposed by the shard's leader.
+    Trim {
+        before_ms: u64,
+    },
+    /// Resharding closed this shard: later puts are refused (their records route to the
+    /// children). The answer carries the ending sequence number.
+    Seal,
 }
 
 impl fmt::Display for ShardCommand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ShardCommand::Put(batch) => write!(f, "put({} records)", batch.records.len()),
+            ShardCommand::Trim { before_ms } => write!(f, "trim(before {before_ms} ms)"),
+            ShardCommand::Seal => write!(f, "seal"),
         }
     }
 }
@@ -31,6 +41,10 @@ impl fmt::Display for ShardCommand {
 pub struct ShardResponse {
     /// The numbers assigned to the batch's records, in order.
     pub sequence_numbers: Vec<SequenceNumber>,
+    /// A put reached a sealed shard and stored nothing: route its records again.
+    pub sealed: bool,
+    /// For a seal: the shard's ending sequence number.
+    pub ending_opt: Option<SequenceNumber>,
 }
 
 openraft::declare_raft_types!(

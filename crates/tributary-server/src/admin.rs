@@ -5,15 +5,60 @@ use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use tributary_proto::v1::PingRequest;
-use tributary_raft::meta::MetaCommand;
-use tributary_types::{DEFAULT_RETENTION_HOURS, Error, NodeId, SequenceNumber, StreamName};
+use tributary_raft::meta::{MetaCommand, RetentionChange};
+use tributary_types::{
+    ConsumerName, DEFAULT_RETENTION_HOURS, Error, ErrorCode, NextToken, NodeId,
+    ON_DEMAND_INITIAL_SHARDS, SequenceNumber, ShardId, StreamMode, StreamName,
+};
 
 use crate::api::{
-    ClusterStatus, NodeStatus, ReplicaDescription, ShardDescription, StreamDescription,
+    ClusterStatus, ConsumerDescription, NodeStatus, Page, ReplicaDescription, ShardDescription,
+    StreamDescription, StreamSummary,
 };
+use crate::meta::listing::{ShardFilter, filter_shards};
 use crate::meta::state::validate_create;
+use crate::meta::{ShardMeta, StreamMeta};
 use crate::node::Node;
 use crate::now_ms;
+
+/// ListStreams returns at most this many names per call unless asked for fewer.
+pub const DEFAULT_LIST_STREAMS_LIMIT: u32 = 100;
+/// ListShards returns at most this many shards per call unless asked for fewer.
+pub const DEFAULT_LIST_SHARDS_LIMIT: u32 = 1_000;
+/// The largest page either listing serves.
+pub const MAX_LIST_LIMIT: u32 = 10_000;
+/// ListTagsForStream's default and largest page.
+pub const MAX_LIST_TAGS_LIMIT: u32 = 50;
+
+/// Options of CreateStream beyond the name.
+#[derive(Debug, Clone, Default)]
+pub struct CreateStreamOptions {
+    /// Required for PROVISIONED streams; unset (or 0) for ON_DEMAND ones.
+    pub shard_count: u32,
+    pub retention_hours_opt: Option<u32>,
+    pub mode_opt: Option<StreamMode>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// The ListShards request in domain terms.
+#[derive(Debug, Clone, Default)]
+pub struct ListShardsRequest {
+    pub stream_opt: Option<String>,
+    pub next_token_opt: Option<String>,
+    pub exclusive_start_shard_id_opt: Option<String>,
+    pub max_results_opt: Option<u32>,
+    pub filter_opt: Option<ShardFilter>,
+}
+
+fn page_limit(limit_opt: Option<u32>, default: u32, max: u32, field: &str) -> Result<usize, Error> {
+    let limit = limit_opt.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(Error::invalid_argument(format!(
+            "Value '{limit}' at '{field}' failed to satisfy constraint: Member must have value between 1 and {max}"
+        )));
+    }
+    Ok(limit as usize)
+}
 
 /// How long `cluster status` waits for a node to answer a ping before calling it dead.
 const PING_TIMEOUT: Duration = Duration::from_millis(500);
@@ -66,15 +111,27 @@ impl Node {
     pub async fn create_stream(
         &self,
         name: &str,
-        shard_count: u32,
-        retention_hours_opt: Option<u32>,
+        options: CreateStreamOptions,
     ) -> Result<(), Error> {
         let name: StreamName = name.parse()?;
-        let retention_hours = retention_hours_opt.unwrap_or(DEFAULT_RETENTION_HOURS);
+        let mode = options.mode_opt.unwrap_or(StreamMode::Provisioned);
+        let shard_count = match mode {
+            StreamMode::Provisioned => options.shard_count,
+            StreamMode::OnDemand if options.shard_count == 0 => ON_DEMAND_INITIAL_SHARDS,
+            StreamMode::OnDemand => {
+                return Err(Error::invalid_argument(format!(
+                    "An ON_DEMAND stream starts with {ON_DEMAND_INITIAL_SHARDS} shards and scales itself; \
+                     leave ShardCount unset"
+                )));
+            }
+        };
+        let retention_hours = options
+            .retention_hours_opt
+            .unwrap_or(DEFAULT_RETENTION_HOURS);
         validate_create(shard_count, retention_hours)?;
         if self.meta.read(|state| state.streams.contains_key(&name)) {
             return Err(Error::new(
-                tributary_types::ErrorCode::ResourceInUse,
+                ErrorCode::ResourceInUse,
                 format!("Stream {name} already exists."),
             ));
         }
@@ -85,63 +142,64 @@ impl Node {
             retention_hours,
             created_at_ms: now_ms(),
             down_nodes,
+            mode,
+            tags: options.tags,
         })
         .await
     }
 
-    pub async fn delete_stream(&self, name: &str) -> Result<(), Error> {
+    pub async fn delete_stream(
+        &self,
+        name: &str,
+        enforce_consumer_deletion: bool,
+    ) -> Result<(), Error> {
         let name: StreamName = name.parse()?;
         self.stream_meta(&name).await?;
-        self.meta_write(MetaCommand::DeleteStream { name }).await
+        self.meta_write(MetaCommand::DeleteStream {
+            name,
+            enforce_consumer_deletion,
+        })
+        .await
     }
 
-    pub async fn list_streams(&self) -> Vec<String> {
+    /// Stream names in order, a page at a time; `exclusive_start` or a token says where to resume.
+    pub async fn list_streams(
+        &self,
+        limit_opt: Option<u32>,
+        exclusive_start_opt: Option<&str>,
+        next_token_opt: Option<&str>,
+    ) -> Result<Page<String>, Error> {
+        let limit = page_limit(
+            limit_opt,
+            DEFAULT_LIST_STREAMS_LIMIT,
+            MAX_LIST_LIMIT,
+            "limit",
+        )?;
+        let after_opt: Option<String> = match (next_token_opt, exclusive_start_opt) {
+            (Some(token), _) => Some(NextToken::decode(token, now_ms())?.after),
+            (None, Some(start)) => Some(start.to_string()),
+            (None, None) => None,
+        };
         self.catch_up_metadata().await;
-        self.meta
-            .read(|state| state.streams.keys().map(ToString::to_string).collect())
+        let names: Vec<String> = self.meta.read(|state| {
+            state
+                .streams
+                .keys()
+                .map(ToString::to_string)
+                .filter(|name| after_opt.as_ref().is_none_or(|after| name > after))
+                .take(limit + 1)
+                .collect()
+        });
+        Ok(paginate(names, limit, "", |name| name.clone()))
     }
 
     pub async fn describe_stream(&self, name: &str) -> Result<StreamDescription, Error> {
         let name: StreamName = name.parse()?;
         let stream = self.stream_meta(&name).await?;
-        let nodes = self.meta.read(|state| state.nodes.clone());
         let shards = stream
             .shards
             .iter()
-            .map(|shard| {
-                let local_opt = self.shard_group(shard.group);
-                let leader_opt = match &local_opt {
-                    Some(local) => local.current_leader(),
-                    None => self
-                        .leader_hints
-                        .lock()
-                        .expect("leader hints lock poisoned")
-                        .get(&shard.group)
-                        .copied(),
-                };
-                ShardDescription {
-                    shard_id: shard.shard_id,
-                    hash_range: shard.hash_range,
-                    status: shard.status,
-                    parent_opt: shard.parent_opt,
-                    adjacent_parent_opt: shard.adjacent_parent_opt,
-                    replicas: shard
-                        .replicas
-                        .iter()
-                        .map(|id| ReplicaDescription {
-                            node_id: *id,
-                            az: nodes
-                                .get(id)
-                                .map(|info| info.az.clone())
-                                .unwrap_or_default(),
-                        })
-                        .collect(),
-                    leader_opt,
-                    starting_sequence_number: SequenceNumber::shard_start(shard.shard_id),
-                    ending_sequence_number_opt: shard.ending_sequence_number_opt,
-                    latest_sequence_number_opt: local_opt.and_then(|local| *local.tip.borrow()),
-                }
-            })
+            .map(|shard| self.describe_shard(shard))
             .collect();
         Ok(StreamDescription {
             name: stream.name,
@@ -149,6 +207,326 @@ impl Node {
             retention_hours: stream.retention_hours,
             created_at_ms: stream.created_at_ms,
             shards,
+            mode: stream.mode,
         })
+    }
+
+    fn describe_shard(&self, shard: &ShardMeta) -> ShardDescription {
+        let local_opt = self.shard_group(shard.group);
+        let leader_opt = match &local_opt {
+            Some(local) => local.current_leader(),
+            None => self
+                .leader_hints
+                .lock()
+                .expect("leader hints lock poisoned")
+                .get(&shard.group)
+                .copied(),
+        };
+        ShardDescription {
+            shard_id: shard.shard_id,
+            hash_range: shard.hash_range,
+            status: shard.status,
+            parent_opt: shard.parent_opt,
+            adjacent_parent_opt: shard.adjacent_parent_opt,
+            replicas: shard
+                .replicas
+                .iter()
+                .map(|id| ReplicaDescription {
+                    node_id: *id,
+                    az: self
+                        .meta
+                        .read(|state| state.nodes.get(id).map(|info| info.az.clone()))
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            leader_opt,
+            starting_sequence_number: SequenceNumber::shard_start(shard.shard_id),
+            ending_sequence_number_opt: shard.ending_sequence_number_opt,
+            latest_sequence_number_opt: local_opt.and_then(|local| *local.tip.borrow()),
+        }
+    }
+
+    pub async fn describe_stream_summary(&self, name: &str) -> Result<StreamSummary, Error> {
+        let name: StreamName = name.parse()?;
+        let stream = self.stream_meta(&name).await?;
+        Ok(StreamSummary {
+            open_shard_count: stream.open_shard_count() as u32,
+            consumer_count: stream.consumers.len() as u32,
+            name: stream.name,
+            status: stream.status,
+            mode: stream.mode,
+            retention_hours: stream.retention_hours,
+            created_at_ms: stream.created_at_ms,
+        })
+    }
+
+    /// The trim horizon of a stream now: records (and closed shards) older than this are gone.
+    pub(crate) fn trim_horizon_ms(&self, stream: &StreamMeta) -> u64 {
+        now_ms().saturating_sub(u64::from(stream.retention_hours) * self.config.retention_hour_ms)
+    }
+
+    pub async fn list_shards(
+        &self,
+        request: ListShardsRequest,
+    ) -> Result<Page<ShardDescription>, Error> {
+        let limit = page_limit(
+            request.max_results_opt,
+            DEFAULT_LIST_SHARDS_LIMIT,
+            MAX_LIST_LIMIT,
+            "maxResults",
+        )?;
+        let (stream_name, after_opt): (StreamName, Option<ShardId>) =
+            match (&request.stream_opt, &request.next_token_opt) {
+                (Some(_), Some(_)) => {
+                    return Err(Error::invalid_argument(
+                        "NextToken and StreamName cannot be provided together",
+                    ));
+                }
+                (None, None) => {
+                    return Err(Error::invalid_argument(
+                        "Either NextToken or StreamName should be provided",
+                    ));
+                }
+                (None, Some(token)) => {
+                    let token = NextToken::decode(token, now_ms())?;
+                    (token.scope.parse()?, Some(token.after.parse()?))
+                }
+                (Some(name), None) => {
+                    let after_opt = match &request.exclusive_start_shard_id_opt {
+                        Some(id) => Some(id.parse()?),
+                        None => None,
+                    };
+                    (name.parse()?, after_opt)
+                }
+            };
+        let stream = self.stream_meta(&stream_name).await?;
+        let filter = request.filter_opt.unwrap_or(ShardFilter::FromTrimHorizon);
+        let horizon = self.trim_horizon_ms(&stream);
+        let shards: Vec<&ShardMeta> = filter_shards(&stream, filter, horizon)
+            .into_iter()
+            .filter(|shard| after_opt.is_none_or(|after| shard.shard_id > after))
+            .take(limit + 1)
+            .collect();
+        let page = paginate(shards, limit, stream_name.as_str(), |shard| {
+            shard.shard_id.to_string()
+        });
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|shard| self.describe_shard(shard))
+                .collect(),
+            next_token_opt: page.next_token_opt,
+        })
+    }
+
+    pub async fn update_retention(
+        &self,
+        name: &str,
+        hours: u32,
+        change: RetentionChange,
+    ) -> Result<(), Error> {
+        let name: StreamName = name.parse()?;
+        self.stream_meta(&name).await?;
+        self.meta_write(MetaCommand::UpdateRetention {
+            name,
+            hours,
+            change,
+        })
+        .await
+    }
+
+    pub async fn split_shard(
+        &self,
+        name: &str,
+        shard: &str,
+        new_starting_hash_key: &str,
+    ) -> Result<(), Error> {
+        let name: StreamName = name.parse()?;
+        let shard: ShardId = shard.parse()?;
+        let new_starting_hash_key = tributary_types::HashKey::parse_explicit(new_starting_hash_key)
+            .map_err(|e| Error::invalid_argument(format!("NewStartingHashKey: {}", e.message)))?
+            .0;
+        self.stream_meta(&name).await?;
+        let down_nodes = self.unreachable_nodes().await;
+        self.meta_write(MetaCommand::SplitShard {
+            name,
+            shard,
+            new_starting_hash_key,
+            at_ms: now_ms(),
+            down_nodes,
+        })
+        .await
+    }
+
+    pub async fn merge_shards(
+        &self,
+        name: &str,
+        shard: &str,
+        adjacent_shard: &str,
+    ) -> Result<(), Error> {
+        let name: StreamName = name.parse()?;
+        let shard: ShardId = shard.parse()?;
+        let adjacent_shard: ShardId = adjacent_shard.parse()?;
+        self.stream_meta(&name).await?;
+        let down_nodes = self.unreachable_nodes().await;
+        self.meta_write(MetaCommand::MergeShards {
+            name,
+            shard,
+            adjacent_shard,
+            at_ms: now_ms(),
+            down_nodes,
+        })
+        .await
+    }
+
+    /// UpdateShardCount (UNIFORM_SCALING); returns the open shard count before the change.
+    pub async fn update_shard_count(
+        &self,
+        name: &str,
+        target: u32,
+        scaling_type_opt: Option<&str>,
+    ) -> Result<u32, Error> {
+        if let Some(other) = scaling_type_opt.filter(|t| *t != "UNIFORM_SCALING") {
+            return Err(Error::invalid_argument(format!(
+                "Value '{other}' at 'scalingType' failed to satisfy constraint: Member must satisfy enum value set: [UNIFORM_SCALING]"
+            )));
+        }
+        let name: StreamName = name.parse()?;
+        let current = self.stream_meta(&name).await?.open_shard_count() as u32;
+        let down_nodes = self.unreachable_nodes().await;
+        self.meta_write(MetaCommand::UpdateShardCount {
+            name,
+            target,
+            at_ms: now_ms(),
+            down_nodes,
+        })
+        .await?;
+        Ok(current)
+    }
+
+    pub async fn update_stream_mode(&self, name: &str, mode: &str) -> Result<(), Error> {
+        let name: StreamName = name.parse()?;
+        let mode: StreamMode = mode.parse()?;
+        self.stream_meta(&name).await?;
+        self.meta_write(MetaCommand::UpdateStreamMode { name, mode })
+            .await
+    }
+
+    pub async fn add_tags(&self, name: &str, tags: Vec<(String, String)>) -> Result<(), Error> {
+        let name: StreamName = name.parse()?;
+        self.stream_meta(&name).await?;
+        self.meta_write(MetaCommand::AddTags { name, tags }).await
+    }
+
+    pub async fn remove_tags(&self, name: &str, keys: Vec<String>) -> Result<(), Error> {
+        let name: StreamName = name.parse()?;
+        self.stream_meta(&name).await?;
+        self.meta_write(MetaCommand::RemoveTags { name, keys })
+            .await
+    }
+
+    /// Tags in key order after `exclusive_start_opt`; the flag says whether more follow.
+    pub async fn list_tags(
+        &self,
+        name: &str,
+        exclusive_start_opt: Option<&str>,
+        limit_opt: Option<u32>,
+    ) -> Result<(Vec<(String, String)>, bool), Error> {
+        let limit = page_limit(limit_opt, MAX_LIST_TAGS_LIMIT, MAX_LIST_TAGS_LIMIT, "limit")?;
+        let name: StreamName = name.parse()?;
+        let stream = self.stream_meta(&name).await?;
+        let mut tags: Vec<(String, String)> = stream
+            .tags
+            .into_iter()
+            .filter(|(key, _)| exclusive_start_opt.is_none_or(|start| key.as_str() > start))
+            .take(limit + 1)
+            .collect();
+        let has_more = tags.len() > limit;
+        tags.truncate(limit);
+        Ok((tags, has_more))
+    }
+
+    pub async fn register_consumer(
+        &self,
+        stream: &str,
+        consumer: &str,
+    ) -> Result<ConsumerDescription, Error> {
+        let name: StreamName = stream.parse()?;
+        let consumer: ConsumerName = consumer.parse()?;
+        self.stream_meta(&name).await?;
+        self.meta_write(MetaCommand::RegisterConsumer {
+            name: name.clone(),
+            consumer: consumer.clone(),
+            created_at_ms: now_ms(),
+        })
+        .await?;
+        self.describe_consumer(stream, consumer.as_str()).await
+    }
+
+    pub async fn deregister_consumer(&self, stream: &str, consumer: &str) -> Result<(), Error> {
+        let name: StreamName = stream.parse()?;
+        let consumer: ConsumerName = consumer.parse()?;
+        self.stream_meta(&name).await?;
+        self.meta_write(MetaCommand::DeregisterConsumer { name, consumer })
+            .await
+    }
+
+    pub async fn describe_consumer(
+        &self,
+        stream: &str,
+        consumer: &str,
+    ) -> Result<ConsumerDescription, Error> {
+        let name: StreamName = stream.parse()?;
+        let consumer: ConsumerName = consumer.parse()?;
+        let meta = self.stream_meta(&name).await?;
+        let registered = meta.consumers.get(&consumer).ok_or_else(|| {
+            Error::not_found(format!("Consumer {consumer} of stream {name} not found."))
+        })?;
+        Ok(ConsumerDescription {
+            stream: name,
+            created_at_ms: registered.created_at_ms,
+            name: consumer,
+        })
+    }
+
+    pub async fn list_consumers(&self, stream: &str) -> Result<Vec<ConsumerDescription>, Error> {
+        let name: StreamName = stream.parse()?;
+        let meta = self.stream_meta(&name).await?;
+        Ok(meta
+            .consumers
+            .into_iter()
+            .map(|(consumer, registered)| ConsumerDescription {
+                stream: name.clone(),
+                name: consumer,
+                created_at_ms: registered.created_at_ms,
+            })
+            .collect())
+    }
+}
+
+/// Cuts `items` (fetched with one extra) to `limit` and issues a token when more follow.
+fn paginate<T>(
+    mut items: Vec<T>,
+    limit: usize,
+    scope: &str,
+    key: impl Fn(&T) -> String,
+) -> Page<T> {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next_token_opt = match (more, items.last()) {
+        (true, Some(last)) => Some(
+            NextToken {
+                scope: scope.to_string(),
+                after: key(last),
+                issued_at_ms: now_ms(),
+            }
+            .encode(),
+        ),
+        _ => None,
+    };
+    Page {
+        items,
+        next_token_opt,
     }
 }

@@ -2,7 +2,8 @@
 //! endpoint) only convert to and from these and call [`crate::Node`]'s methods.
 
 use tributary_types::{
-    Error, HashKeyRange, NodeId, SequenceNumber, ShardId, StoredRecord, StreamName,
+    ConsumerName, Error, HashKeyRange, NodeId, SequenceNumber, ShardId, StoredRecord, StreamMode,
+    StreamName,
 };
 
 use crate::meta::{ShardStatus, StreamStatus};
@@ -50,6 +51,40 @@ pub struct StreamDescription {
     pub retention_hours: u32,
     pub created_at_ms: u64,
     pub shards: Vec<ShardDescription>,
+    pub mode: StreamMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSummary {
+    pub name: StreamName,
+    pub status: StreamStatus,
+    pub mode: StreamMode,
+    pub retention_hours: u32,
+    pub created_at_ms: u64,
+    pub open_shard_count: u32,
+    pub consumer_count: u32,
+}
+
+/// One page of a listing and the token for the next, if there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_token_opt: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerDescription {
+    pub stream: StreamName,
+    pub name: ConsumerName,
+    pub created_at_ms: u64,
+}
+
+/// A child of a closed shard, listed at the shard's end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildShard {
+    pub shard_id: ShardId,
+    pub parents: Vec<ShardId>,
+    pub hash_range: HashKeyRange,
 }
 
 /// One entry of a PutRecords answer, in request order.
@@ -60,4 +95,16 @@ pub struct GetRecordsOutput {
     pub records: Vec<StoredRecord>,
     pub next_shard_iterator_opt: Option<String>,
     pub millis_behind_latest: u64,
+    /// Set exactly when `next_shard_iterator_opt` is not: the end of a closed shard.
+    pub child_shards: Vec<ChildShard>,
+}
+
+/// One SubscribeToShard event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeEvent {
+    pub records: Vec<StoredRecord>,
+    /// Where to resume (AT_SEQUENCE_NUMBER); `None` exactly at the end of a closed shard.
+    pub continuation_opt: Option<SequenceNumber>,
+    pub millis_behind_latest: u64,
+    pub child_shards: Vec<ChildShard>,
 }

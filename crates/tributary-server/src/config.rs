@@ -16,6 +16,18 @@ use tributary_types::NodeId;
 pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 3_000;
 /// How long an admin operation may wait for the metadata group's quorum.
 pub const DEFAULT_ADMIN_TIMEOUT_MS: u64 = 3_000;
+/// The length of one retention hour: an hour, unless a test shortens time (`--retention-hour-ms`).
+pub const DEFAULT_RETENTION_HOUR_MS: u64 = 3_600_000;
+
+/// Per-shard throughput limits, enforced by each shard's leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ShardLimits {
+    /// Kinesis' limits: writes 1 MiB/s or 1,000 records/s; reads 2 MiB/s and 5 GetRecords/s.
+    Kinesis,
+    /// No limits (benchmarks).
+    Off,
+}
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -31,6 +43,9 @@ pub struct NodeConfig {
     pub cluster_name: String,
     pub write_timeout: Duration,
     pub admin_timeout: Duration,
+    pub shard_limits: ShardLimits,
+    /// How long a "retention hour" lasts; shortened only by tests, never by users.
+    pub retention_hour_ms: u64,
 }
 
 /// The optional TOML file; every field may be omitted.
@@ -47,6 +62,8 @@ pub struct FileConfig {
     pub cluster_name: Option<String>,
     pub write_timeout_ms: Option<u64>,
     pub admin_timeout_ms: Option<u64>,
+    pub shard_limits: Option<ShardLimits>,
+    pub retention_hour_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -89,6 +106,9 @@ impl NodeConfig {
         }
         if self.write_timeout.is_zero() || self.admin_timeout.is_zero() {
             bail!("timeouts must be positive");
+        }
+        if self.retention_hour_ms == 0 {
+            bail!("--retention-hour-ms must be positive");
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ use openraft::async_runtime::WatchReceiver;
 
 use tributary_types::{GroupId, NodeId, ShardId, StreamName};
 
+use crate::limits::ShardLimiter;
 use crate::shard::{ShardRaft, ShardTip};
 
 pub struct ShardGroup {
@@ -16,6 +17,8 @@ pub struct ShardGroup {
     pub shard: ShardId,
     pub raft: ShardRaft,
     pub tip: ShardTip,
+    /// Throughput limits, applied while this replica leads.
+    pub limiter: ShardLimiter,
 }
 
 impl ShardGroup {

@@ -5,17 +5,22 @@
 //! - [`node`]: start-up, the shard-group reconciler, shutdown.
 //! - [`writes`] / [`reads`]: the put path (route, forward to leaders, quorum deadlines) and the
 //!   read path (iterators, reads from the leader or any replica).
+//! - `lifecycle`: the stream driver (CREATING/UPDATING → ACTIVE, DELETING → gone).
 //! - [`service`]: the domain API trait and the thin gRPC shims over it.
 
-mod admin;
+pub mod admin;
 pub mod api;
 pub mod config;
+pub mod fanout;
 mod groups;
 mod http;
+mod lifecycle;
+pub mod limits;
 pub mod meta;
 mod meta_sync;
 pub mod node;
 mod reads;
+mod retention;
 pub mod service;
 pub mod shard;
 mod sm_store;

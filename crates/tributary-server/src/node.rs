@@ -176,6 +176,10 @@ impl Node {
         background.push(tokio::spawn(register_self(node.clone())));
         background.push(tokio::spawn(reconcile_groups(node.clone())));
         background.push(tokio::spawn(add_metadata_learners(node.clone())));
+        background.push(tokio::spawn(crate::lifecycle::drive_streams(node.clone())));
+        background.push(tokio::spawn(crate::retention::trim_expired_records(
+            node.clone(),
+        )));
         background.push(tokio::spawn(telemetry::export_raft_metrics(node.clone())));
         node.serving.store(true, Ordering::Release);
         tracing::info!(node_id = node.id(), az = %node.config.az, address = %grpc_address, "node serving");
@@ -464,6 +468,7 @@ async fn start_group(
         shard: shard.shard_id,
         raft,
         tip,
+        limiter: crate::limits::ShardLimiter::new(node.config.shard_limits),
     }));
     Ok(())
 }

@@ -8,12 +8,15 @@ use std::sync::Arc;
 use tonic::metadata::MetadataValue;
 use tributary_proto::v1;
 use tributary_types::{
-    Error, GroupId, IteratorPosition, MAX_GET_RECORDS_LIMIT, SequenceNumber, ShardId,
-    ShardIterator, ShardIteratorType, StreamName,
+    Error, IteratorPosition, MAX_GET_RECORDS_LIMIT, SequenceNumber, ShardId, ShardIterator,
+    ShardIteratorType, StoredRecord, StreamName,
 };
 
-use crate::api::GetRecordsOutput;
+use openraft::async_runtime::WatchReceiver;
+
+use crate::api::{ChildShard, GetRecordsOutput};
 use crate::groups::ShardGroup;
+use crate::limits::rate_exceeded;
 use crate::meta::ShardMeta;
 use crate::node::Node;
 use crate::now_ms;
@@ -36,12 +39,38 @@ enum ReadRoute {
 
 impl Node {
     async fn shard_meta(&self, stream: &StreamName, shard: ShardId) -> Result<ShardMeta, Error> {
+        Ok(self.shard_and_children(stream, shard).await?.0)
+    }
+
+    /// A shard and the shards a reshard made of it (empty while it is open).
+    pub(crate) async fn shard_and_children(
+        &self,
+        stream: &StreamName,
+        shard: ShardId,
+    ) -> Result<(ShardMeta, Vec<ChildShard>), Error> {
         let stream_meta = self.stream_meta(stream).await?;
-        stream_meta.shard(shard).cloned().ok_or_else(|| {
+        let meta = stream_meta.shard(shard).cloned().ok_or_else(|| {
             Error::not_found(format!(
                 "Shard {shard} in stream {stream} under this cluster does not exist"
             ))
-        })
+        })?;
+        let children = stream_meta
+            .shards
+            .iter()
+            .filter(|child| {
+                child.parent_opt == Some(shard) || child.adjacent_parent_opt == Some(shard)
+            })
+            .map(|child| ChildShard {
+                shard_id: child.shard_id,
+                parents: child
+                    .parent_opt
+                    .into_iter()
+                    .chain(child.adjacent_parent_opt)
+                    .collect(),
+                hash_range: child.hash_range,
+            })
+            .collect();
+        Ok((meta, children))
     }
 
     fn read_route(&self, shard: &ShardMeta, forwarded: bool) -> Result<ReadRoute, Error> {
@@ -80,18 +109,36 @@ impl Node {
         shard_id: &str,
         iterator_type: &str,
         starting_sequence_number_opt: Option<&str>,
+        timestamp_ms_opt: Option<u64>,
         forwarded: bool,
     ) -> Result<String, Error> {
         let stream: StreamName = stream.parse()?;
         let shard_id: ShardId = shard_id.parse()?;
-        let iterator_type =
-            parse_iterator_type(iterator_type, starting_sequence_number_opt, shard_id)?;
+        let iterator_type = parse_iterator_type(
+            iterator_type,
+            starting_sequence_number_opt,
+            timestamp_ms_opt,
+            shard_id,
+        )?;
         let shard = self.shard_meta(&stream, shard_id).await?;
+        if shard.replicas.is_empty() {
+            // A shard created and merged within one UpdateShardCount never held a record.
+            let iterator = ShardIterator {
+                stream,
+                shard: shard_id,
+                position: IteratorPosition {
+                    from_inclusive: SequenceNumber::shard_start(shard_id),
+                },
+                issued_at_ms: now_ms(),
+            };
+            return Ok(iterator.encode());
+        }
         let request = v1::GetShardIteratorRequest {
             stream_name: stream.to_string(),
             shard_id: shard_id.to_string(),
             shard_iterator_type: convert::iterator_type_name(iterator_type).to_string(),
             starting_sequence_number: starting_sequence_number_opt.map(str::to_string),
+            timestamp_ms: timestamp_ms_opt,
         };
         let local = match self.read_route(&shard, forwarded)? {
             ReadRoute::Local(local) => local,
@@ -121,6 +168,22 @@ impl Node {
             },
             ShardIteratorType::AtSequenceNumber(n) => n,
             ShardIteratorType::AfterSequenceNumber(n) => SequenceNumber(n.0 + 1),
+            ShardIteratorType::AtTimestamp(timestamp_ms) => {
+                let store = self.store.clone();
+                let group = local.group;
+                let found = tokio::task::spawn_blocking(move || {
+                    records::first_arrived_at_or_after(&store, group, timestamp_ms)
+                })
+                .await
+                .map_err(|e| Error::internal(format!("read task failed: {e}")))?
+                .map_err(|e| Error::internal(format!("reading records: {e}")))?;
+                match (found, *local.tip.borrow()) {
+                    (Some(number), _) => number,
+                    // Nothing arrived since: the iterator waits at the tip, like LATEST.
+                    (None, Some(tip)) => SequenceNumber(tip.0 + 1),
+                    (None, None) => SequenceNumber::shard_start(shard_id),
+                }
+            }
         };
         let iterator = ShardIterator {
             stream,
@@ -144,7 +207,17 @@ impl Node {
             )));
         }
         let iterator = ShardIterator::decode(token, now_ms())?;
-        let shard = self.shard_meta(&iterator.stream, iterator.shard).await?;
+        let (shard, children) = self
+            .shard_and_children(&iterator.stream, iterator.shard)
+            .await?;
+        if shard.replicas.is_empty() {
+            return Ok(GetRecordsOutput {
+                records: Vec::new(),
+                next_shard_iterator_opt: None,
+                millis_behind_latest: 0,
+                child_shards: children,
+            });
+        }
         let local = match self.read_route(&shard, forwarded)? {
             ReadRoute::Local(local) => local,
             ReadRoute::Remote(addresses, local_opt) => {
@@ -172,20 +245,70 @@ impl Node {
                 })?
             }
         };
-        read_local(self, local.group, iterator, limit as usize).await
+        if !local.limiter.admit_read(std::time::Instant::now()) {
+            return Err(rate_exceeded(&iterator.stream, iterator.shard));
+        }
+        let batch = read_batch(
+            self,
+            &local,
+            &shard,
+            iterator.position.from_inclusive,
+            limit as usize,
+            MAX_GET_RECORDS_BYTES,
+        )
+        .await?;
+        local
+            .limiter
+            .charge_read_bytes(batch.bytes, std::time::Instant::now());
+        let next_shard_iterator_opt = (!batch.at_shard_end).then(|| {
+            ShardIterator {
+                position: IteratorPosition {
+                    from_inclusive: batch.next_from,
+                },
+                issued_at_ms: now_ms(),
+                ..iterator
+            }
+            .encode()
+        });
+        Ok(GetRecordsOutput {
+            records: batch.records,
+            next_shard_iterator_opt,
+            millis_behind_latest: batch.millis_behind_latest,
+            child_shards: if batch.at_shard_end {
+                children
+            } else {
+                Vec::new()
+            },
+        })
     }
 }
 
-async fn read_local(
+/// What one read of a local replica found.
+pub(crate) struct ReadBatch {
+    pub records: Vec<StoredRecord>,
+    /// Data plus partition keys of `records`.
+    pub bytes: usize,
+    /// Where the next read starts.
+    pub next_from: SequenceNumber,
+    /// From the last record returned to the newest one, by arrival time; 0 when caught up.
+    pub millis_behind_latest: u64,
+    /// Nothing more will ever be read: the shard is closed, sealed on this replica, and read out.
+    pub at_shard_end: bool,
+}
+
+/// Reads up to `limit` records (about `max_bytes`) from `from` on this node's replica.
+pub(crate) async fn read_batch(
     node: &Node,
-    group: GroupId,
-    iterator: ShardIterator,
+    local: &ShardGroup,
+    shard: &ShardMeta,
+    from: SequenceNumber,
     limit: usize,
-) -> Result<GetRecordsOutput, Error> {
+    max_bytes: usize,
+) -> Result<ReadBatch, Error> {
     let store = node.store.clone();
-    let from = iterator.position.from_inclusive;
+    let group = local.group;
     let (records, tip_opt) = tokio::task::spawn_blocking(move || {
-        let records = records::read(&store, group, from, limit, MAX_GET_RECORDS_BYTES)?;
+        let records = records::read(&store, group, from, limit, max_bytes)?;
         let tip = records::last(&store, group)?;
         Ok::<_, std::io::Error>((records, tip))
     })
@@ -202,17 +325,32 @@ async fn read_local(
     let next_from = records
         .last()
         .map_or(from, |last| SequenceNumber(last.sequence_number.0 + 1));
-    let next = ShardIterator {
-        position: IteratorPosition {
-            from_inclusive: next_from,
-        },
-        issued_at_ms: now_ms(),
-        ..iterator
-    };
-    Ok(GetRecordsOutput {
+    let bytes: usize = records
+        .iter()
+        .map(|r| r.data.len() + r.partition_key.len())
+        .sum();
+    // The end of a closed shard: it is sealed, this replica has applied the seal (so it holds
+    // every record the shard will ever have), and this read found nothing more.
+    let at_shard_end = shard.ending_sequence_number_opt.is_some_and(|ending| {
+        let seal_index = ending.log_index() + 1;
+        let applied_seal = local
+            .raft
+            .metrics()
+            .borrow_watched()
+            .last_applied
+            .is_some_and(|applied| applied.index() >= seal_index);
+        applied_seal && records.len() < limit && bytes < max_bytes
+    });
+    Ok(ReadBatch {
         records,
-        next_shard_iterator_opt: Some(next.encode()),
-        millis_behind_latest,
+        bytes,
+        next_from,
+        millis_behind_latest: if at_shard_end {
+            0
+        } else {
+            millis_behind_latest
+        },
+        at_shard_end,
     })
 }
 
@@ -227,7 +365,7 @@ fn flatten_timeout<T>(
     })
 }
 
-fn forwarded_request<T>(message: T) -> tonic::Request<T> {
+pub(crate) fn forwarded_request<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request
         .metadata_mut()
@@ -238,8 +376,14 @@ fn forwarded_request<T>(message: T) -> tonic::Request<T> {
 fn parse_iterator_type(
     text: &str,
     sequence_number_opt: Option<&str>,
+    timestamp_ms_opt: Option<u64>,
     shard: ShardId,
 ) -> Result<ShardIteratorType, Error> {
+    if text != "AT_TIMESTAMP" && timestamp_ms_opt.is_some() {
+        return Err(Error::invalid_argument(format!(
+            "Timestamp must not be given with ShardIteratorType {text}"
+        )));
+    }
     let number = || -> Result<SequenceNumber, Error> {
         let text = sequence_number_opt.ok_or_else(|| {
             Error::invalid_argument(format!(
@@ -261,9 +405,22 @@ fn parse_iterator_type(
         "LATEST" => no_number(ShardIteratorType::Latest),
         "AT_SEQUENCE_NUMBER" => Ok(ShardIteratorType::AtSequenceNumber(number()?)),
         "AFTER_SEQUENCE_NUMBER" => Ok(ShardIteratorType::AfterSequenceNumber(number()?)),
+        "AT_TIMESTAMP" => {
+            let timestamp_ms = timestamp_ms_opt.ok_or_else(|| {
+                Error::invalid_argument("Timestamp is required for ShardIteratorType AT_TIMESTAMP")
+            })?;
+            let kind = no_number(ShardIteratorType::AtTimestamp(timestamp_ms))?;
+            let now = now_ms();
+            if timestamp_ms > now {
+                return Err(Error::invalid_argument(format!(
+                    "The timestamp {timestamp_ms} ms is in the future (now {now} ms)"
+                )));
+            }
+            Ok(kind)
+        }
         other => Err(Error::invalid_argument(format!(
             "Value '{other}' at 'shardIteratorType' failed to satisfy constraint: Member must satisfy enum value set: \
-             [AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, TRIM_HORIZON, LATEST]"
+             [AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, TRIM_HORIZON, LATEST, AT_TIMESTAMP]"
         ))),
     }
 }

@@ -25,7 +25,8 @@ use tributary_types::{
 
 use crate::api::PutRecordResult;
 use crate::groups::ShardGroup;
-use crate::meta::{ShardMeta, ShardStatus};
+use crate::limits::rate_exceeded;
+use crate::meta::{ShardMeta, ShardStatus, StreamStatus};
 use crate::node::Node;
 use crate::now_ms;
 use crate::telemetry;
@@ -34,6 +35,8 @@ use crate::telemetry;
 const QUORUM_STALE_AFTER: Duration = Duration::from_millis(ELECTION_TIMEOUT_MAX_MS);
 /// Pause between attempts while a group elects a leader.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// How often a put routes records again after reaching a shard a reshard has sealed.
+const ROUTE_ROUNDS: usize = 3;
 
 /// The outcome of one attempt to commit through one node.
 pub(crate) enum Attempt<T> {
@@ -117,6 +120,26 @@ fn remaining(deadline: Instant) -> Duration {
 }
 
 impl Node {
+    /// PutRecord: one record, failing as a whole. `sequence_number_for_ordering` is checked for
+    /// form only: numbers strictly increase within a shard and from parent to child shards, so
+    /// a record put after its predecessor was acknowledged always numbers above it.
+    pub async fn put_record(
+        &self,
+        stream: &str,
+        entry: PutRecordEntry,
+        sequence_number_for_ordering_opt: Option<&str>,
+    ) -> Result<(tributary_types::ShardId, SequenceNumber), Error> {
+        if let Some(text) = sequence_number_for_ordering_opt {
+            text.parse::<SequenceNumber>().map_err(|e| {
+                Error::invalid_argument(format!("SequenceNumberForOrdering: {}", e.message))
+            })?;
+        }
+        let mut results = self.put_records(stream, vec![entry]).await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(Error::internal("PutRecord produced no result")))
+    }
+
     pub async fn put_records(
         &self,
         stream: &str,
@@ -145,83 +168,120 @@ impl Node {
                 .map_err(|e| Error::new(e.code, format!("Record {index}: {}", e.message)))?;
             hash_keys.push(hash_key);
         }
-        let shards: Vec<ShardMeta> = self.stream_meta(&stream).await?.shards;
-
-        let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for (index, hash_key) in hash_keys.iter().enumerate() {
-            let Some(position) = shards
-                .iter()
-                .position(|s| s.status == ShardStatus::Open && s.hash_range.contains(*hash_key))
-            else {
-                return Err(Error::internal(format!(
-                    "stream {stream} has no open shard for hash key {}",
-                    hash_key.0
+        let stream_meta = self.stream_meta(&stream).await?;
+        match stream_meta.status {
+            // As Kinesis: a stream takes records once ACTIVE (and while UPDATING).
+            StreamStatus::Creating => {
+                return Err(Error::not_found(format!(
+                    "Stream {stream} is CREATING; it accepts records once ACTIVE"
                 )));
-            };
-            by_shard.entry(position).or_default().push(index);
+            }
+            StreamStatus::Deleting => {
+                return Err(Error::not_found(format!(
+                    "Stream {stream} is being deleted"
+                )));
+            }
+            StreamStatus::Active | StreamStatus::Updating => {}
         }
+        let mut shards: Vec<ShardMeta> = stream_meta.shards;
 
         let arrival_ms = now_ms();
         let mut entries: Vec<Option<PutRecordEntry>> = entries.into_iter().map(Some).collect();
-        let writes = by_shard.into_iter().map(|(position, indexes)| {
-            let shard = &shards[position];
-            let records = indexes
-                .iter()
-                .map(|i| {
-                    entries[*i]
-                        .take()
-                        .map(|e| (e.partition_key, e.data))
-                        .unwrap_or_default()
-                })
-                .collect();
-            let batch = PutBatch {
-                arrival_ms,
-                records,
-            };
-            let stream = &stream;
-            async move {
-                (
-                    shard.shard_id,
-                    indexes,
-                    self.shard_write(stream, shard, batch).await,
-                )
-            }
-        });
-        let outcomes = futures::future::join_all(writes).await;
-
         let mut results: Vec<PutRecordResult> =
             vec![Err(Error::internal("unrouted record")); hash_keys.len()];
-        for (shard_id, indexes, outcome) in outcomes {
-            match outcome {
-                Ok(numbers) => {
-                    debug_assert_eq!(
-                        numbers.len(),
-                        indexes.len(),
-                        "one sequence number per record"
-                    );
-                    for (index, number) in indexes.into_iter().zip(numbers) {
-                        results[index] = Ok((shard_id, number));
-                    }
+        let mut pending: Vec<usize> = (0..hash_keys.len()).collect();
+        for round in 0..ROUTE_ROUNDS {
+            if round > 0 {
+                // A shard was sealed by a reshard this node's catalogue had not applied yet:
+                // catch up (the reshard commits before the seal) and route again.
+                self.catch_up_metadata().await;
+                shards = self.stream_meta(&stream).await?.shards;
+            }
+            let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+            for index in pending.drain(..) {
+                let hash_key = hash_keys[index];
+                let Some(position) = shards
+                    .iter()
+                    .position(|s| s.status == ShardStatus::Open && s.hash_range.contains(hash_key))
+                else {
+                    return Err(Error::internal(format!(
+                        "stream {stream} has no open shard for hash key {}",
+                        hash_key.0
+                    )));
+                };
+                by_shard.entry(position).or_default().push(index);
+            }
+            let writes = by_shard.into_iter().map(|(position, indexes)| {
+                let shard = &shards[position];
+                let records = indexes
+                    .iter()
+                    .map(|i| {
+                        entries[*i]
+                            .as_ref()
+                            .map(|e| (e.partition_key.clone(), e.data.clone()))
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                let command = ShardCommand::Put(PutBatch {
+                    arrival_ms,
+                    records,
+                });
+                let stream = &stream;
+                async move {
+                    (
+                        shard.shard_id,
+                        indexes,
+                        self.shard_write(stream, shard, command).await,
+                    )
                 }
-                Err(error) => {
-                    telemetry::record_error(error.code);
-                    for index in indexes {
-                        results[index] = Err(error.clone());
+            });
+            let outcomes = futures::future::join_all(writes).await;
+            for (shard_id, indexes, outcome) in outcomes {
+                match outcome {
+                    Ok(response) if response.sealed => pending.extend(indexes),
+                    Ok(response) => {
+                        // The leader numbers the records it admitted, a prefix of the batch;
+                        // the rest went over the shard's throughput limit.
+                        let numbers = response.sequence_numbers;
+                        if indexes.len() > numbers.len() {
+                            telemetry::record_error(ErrorCode::ProvisionedThroughputExceeded);
+                        }
+                        for (position, index) in indexes.into_iter().enumerate() {
+                            entries[index] = None;
+                            results[index] = match numbers.get(position) {
+                                Some(number) => Ok((shard_id, *number)),
+                                None => Err(rate_exceeded(&stream, shard_id)),
+                            };
+                        }
+                    }
+                    Err(error) => {
+                        telemetry::record_error(error.code);
+                        for index in indexes {
+                            results[index] = Err(error.clone());
+                        }
                     }
                 }
             }
+            if pending.is_empty() {
+                break;
+            }
+        }
+        for index in pending {
+            results[index] = Err(Error::internal(format!(
+                "the shard for this record of stream {stream} closed during the put; retry it"
+            )));
         }
         telemetry::record_put_latency(started.elapsed().as_secs_f64());
         Ok(results)
     }
 
-    /// Commits one batch on one shard, following the leader until the write deadline.
-    async fn shard_write(
+    /// Commits one command on one shard, following the leader until the write deadline.
+    pub(crate) async fn shard_write(
         &self,
         stream: &StreamName,
         shard: &ShardMeta,
-        batch: PutBatch,
-    ) -> Result<Vec<SequenceNumber>, Error> {
+        command: ShardCommand,
+    ) -> Result<ShardResponse, Error> {
         let deadline = Instant::now() + self.config.write_timeout;
         let mut last_why: String;
         let mut next_replica = 0usize;
@@ -233,17 +293,17 @@ impl Node {
                 .or_else(|| self.leader_hint(shard.group));
             let attempt = match (leader_opt, &local_opt) {
                 (Some(leader), Some(local)) if leader == self.id() => {
-                    self.propose_shard_local(local, batch.clone(), deadline)
+                    self.propose_shard_local(local, command.clone(), deadline)
                         .await
                 }
                 (Some(leader), _) => {
-                    self.forward_shard_write(leader, shard.group, &batch, deadline)
+                    self.forward_shard_write(leader, shard.group, &command, deadline)
                         .await
                 }
                 (None, None) => {
                     let replica = shard.replicas[next_replica % shard.replicas.len()];
                     next_replica += 1;
-                    self.forward_shard_write(replica, shard.group, &batch, deadline)
+                    self.forward_shard_write(replica, shard.group, &command, deadline)
                         .await
                 }
                 (None, Some(_)) => Attempt::Retry {
@@ -252,7 +312,7 @@ impl Node {
                 },
             };
             match attempt {
-                Attempt::Done(result) => return result.map(|r| r.sequence_numbers),
+                Attempt::Done(result) => return result,
                 Attempt::Retry { leader_opt, why } => {
                     self.set_leader_hint(shard.group, leader_opt);
                     last_why = why;
@@ -276,21 +336,40 @@ impl Node {
         }
     }
 
+    /// Proposes a batch on this node's replica. While it leads, the shard's throughput limits
+    /// admit a prefix of the batch; the answer then numbers only that prefix.
     pub(crate) async fn propose_shard_local(
         &self,
         group: &ShardGroup,
-        batch: PutBatch,
+        mut command: ShardCommand,
         deadline: Instant,
     ) -> Attempt<ShardResponse> {
-        let records = batch.records.len();
-        let bytes: usize = batch
-            .records
-            .iter()
-            .map(|(key, data)| key.len() + data.len())
-            .sum();
+        let (mut records, mut bytes) = (0, 0);
+        if let ShardCommand::Put(batch) = &mut command {
+            if group.current_leader() == Some(self.id()) {
+                let sizes = batch
+                    .records
+                    .iter()
+                    .map(|(key, data)| key.len() + data.len());
+                let admitted = group.limiter.admit_writes(sizes, std::time::Instant::now());
+                if admitted == 0 {
+                    return Attempt::Done(Ok(ShardResponse::default()));
+                }
+                batch.records.truncate(admitted);
+            }
+            records = batch.records.len();
+            bytes = batch
+                .records
+                .iter()
+                .map(|(key, data)| key.len() + data.len())
+                .sum();
+        }
         let what = format!("{} of stream {}", group.shard, group.stream);
-        let attempt = propose(&group.raft, ShardCommand::Put(batch), deadline, &what).await;
-        if let Attempt::Done(Ok(_)) = &attempt {
+        let attempt = propose(&group.raft, command, deadline, &what).await;
+        if let Attempt::Done(Ok(response)) = &attempt
+            && records > 0
+            && !response.sealed
+        {
             telemetry::record_put(&group.stream, group.shard, records, bytes);
         }
         attempt
@@ -300,10 +379,10 @@ impl Node {
         &self,
         target: NodeId,
         group: GroupId,
-        batch: &PutBatch,
+        command: &ShardCommand,
         deadline: Instant,
     ) -> Attempt<ShardResponse> {
-        let command = match codec::encode(&ShardCommand::Put(batch.clone())) {
+        let command = match codec::encode(command) {
             Ok(bytes) => bytes,
             Err(e) => return Attempt::Done(Err(Error::internal(e))),
         };

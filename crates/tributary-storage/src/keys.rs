@@ -8,6 +8,8 @@ pub const TAG_COMMITTED: u8 = 3;
 pub const TAG_SM_APPLIED: u8 = 1;
 pub const TAG_SM_MEMBERSHIP: u8 = 2;
 pub const TAG_SM_STATE: u8 = 3;
+/// A shard group's ending sequence number, once sealed by a reshard.
+pub const TAG_SM_SEALED: u8 = 4;
 
 pub fn group_prefix(group: GroupId) -> [u8; 8] {
     group.0.to_be_bytes()

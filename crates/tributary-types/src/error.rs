@@ -22,10 +22,12 @@ pub enum ErrorCode {
     /// The receiving node does not lead the group; the error carries the leader when known.
     NotLeader,
     ConditionalCheckFailed,
+    /// A ListShards/ListStreams NextToken older than 5 minutes.
+    ExpiredNextToken,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::ResourceNotFound,
         ErrorCode::ResourceInUse,
         ErrorCode::InvalidArgument,
@@ -37,6 +39,7 @@ impl ErrorCode {
         ErrorCode::WriteQuorumUnavailable,
         ErrorCode::NotLeader,
         ErrorCode::ConditionalCheckFailed,
+        ErrorCode::ExpiredNextToken,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +55,7 @@ impl ErrorCode {
             ErrorCode::WriteQuorumUnavailable => "WRITE_QUORUM_UNAVAILABLE",
             ErrorCode::NotLeader => "NOT_LEADER",
             ErrorCode::ConditionalCheckFailed => "CONDITIONAL_CHECK_FAILED",
+            ErrorCode::ExpiredNextToken => "EXPIRED_NEXT_TOKEN",
         }
     }
 

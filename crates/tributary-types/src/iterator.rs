@@ -19,6 +19,8 @@ pub enum ShardIteratorType {
     Latest,
     AtSequenceNumber(SequenceNumber),
     AfterSequenceNumber(SequenceNumber),
+    /// The first record that arrived at or after this time (epoch ms).
+    AtTimestamp(u64),
 }
 
 /// A resolved read position: the next record returned is the first with a number ≥ `from`.

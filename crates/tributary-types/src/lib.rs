@@ -10,6 +10,8 @@ mod ids;
 mod iterator;
 mod record;
 mod sequence;
+mod stream;
+mod token;
 
 pub use error::{Error, ErrorCode, Result};
 pub use hash::{HashKey, HashKeyRange, hash_partition_key};
@@ -21,3 +23,8 @@ pub use record::{
     MIN_RETENTION_HOURS, PutRecordEntry, StoredRecord, validate_put_entry,
 };
 pub use sequence::SequenceNumber;
+pub use stream::{
+    ConsumerName, MAX_CONSUMERS_PER_STREAM, MAX_TAGS_PER_CALL, MAX_TAGS_PER_STREAM,
+    ON_DEMAND_INITIAL_SHARDS, StreamMode, validate_tag, validate_tag_counts,
+};
+pub use token::{NEXT_TOKEN_TTL_MS, NextToken};

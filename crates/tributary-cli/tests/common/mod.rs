@@ -115,7 +115,7 @@ pub async fn read_all(client: &Client, stream: &str) -> anyhow::Result<Vec<Acked
             .get_shard_iterator(stream, &shard.shard_id, "TRIM_HORIZON", None)
             .await?;
         loop {
-            let response = client.get_records(&iterator, Some(1000)).await?;
+            let response = get_records_retrying(client, &iterator).await?;
             let empty = response.records.is_empty();
             for record in response.records {
                 out.push(Acked {
@@ -132,6 +132,22 @@ pub async fn read_all(client: &Client, stream: &str) -> anyhow::Result<Vec<Acked
         }
     }
     Ok(out)
+}
+
+/// GetRecords (up to 1,000 records), retried while the shard's read limit throttles it, as a
+/// Kinesis consumer does.
+pub async fn get_records_retrying(
+    client: &Client,
+    iterator: &str,
+) -> Result<tributary_client::v1::GetRecordsResponse, tributary_client::ClientError> {
+    loop {
+        match client.get_records(iterator, Some(1000)).await {
+            Err(error) if error.code() == "PROVISIONED_THROUGHPUT_EXCEEDED" => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Asserts sequence numbers strictly increase within each shard, in read order.

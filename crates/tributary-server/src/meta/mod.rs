@@ -1,10 +1,14 @@
 //! The metadata group (group 0): the node list and the stream catalogue, replicated on every node.
 
+pub mod listing;
 mod machine;
 pub mod placement;
+mod reshard;
 pub mod state;
 
 pub use machine::{MetaMachine, MetaView};
-pub use state::{MetaState, NodeInfo, ShardMeta, ShardStatus, StreamMeta, StreamStatus};
+pub use state::{
+    ConsumerMeta, MetaState, NodeInfo, ShardMeta, ShardStatus, StreamMeta, StreamStatus,
+};
 
 pub type MetaRaft = openraft::Raft<tributary_raft::meta::MetaTypeConfig, MetaMachine>;

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tributary_raft::meta::MetaCommand;
+use tributary_raft::meta::{MetaCommand, RetentionChange};
 use tributary_types::{
-    Error, ErrorCode, GroupId, HashKeyRange, MAX_RETENTION_HOURS, MAX_SHARDS_PER_STREAM,
-    METADATA_GROUP, MIN_RETENTION_HOURS, NodeId, SequenceNumber, ShardId, StreamName,
+    ConsumerName, Error, ErrorCode, GroupId, HashKeyRange, MAX_CONSUMERS_PER_STREAM,
+    MAX_RETENTION_HOURS, MAX_SHARDS_PER_STREAM, METADATA_GROUP, MIN_RETENTION_HOURS, NodeId,
+    SequenceNumber, ShardId, StreamMode, StreamName, validate_tag, validate_tag_counts,
 };
 
 use super::placement;
@@ -54,6 +55,16 @@ pub struct ShardMeta {
     /// The first replica is the preferred leader; it initializes the group.
     pub replicas: Vec<NodeId>,
     pub ending_sequence_number_opt: Option<SequenceNumber>,
+    pub created_at_ms: u64,
+    /// When the shard closed (split or merged), for ListShards' time filters and expiry.
+    pub closed_at_ms_opt: Option<u64>,
+}
+
+/// A registered enhanced fan-out consumer. Registration needs no provisioning here, so a
+/// consumer is ACTIVE as soon as the registration commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerMeta {
+    pub created_at_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,11 +74,53 @@ pub struct StreamMeta {
     pub retention_hours: u32,
     pub created_at_ms: u64,
     pub shards: Vec<ShardMeta>,
+    pub mode: StreamMode,
+    pub tags: BTreeMap<String, String>,
+    pub consumers: BTreeMap<ConsumerName, ConsumerMeta>,
+    /// The index the next new shard (a split or merge child) gets; shard ids are never reused.
+    pub next_shard_index: u32,
 }
 
 impl StreamMeta {
     pub fn shard(&self, shard_id: ShardId) -> Option<&ShardMeta> {
         self.shards.iter().find(|shard| shard.shard_id == shard_id)
+    }
+
+    pub fn open_shard_count(&self) -> usize {
+        self.shards
+            .iter()
+            .filter(|shard| shard.status == ShardStatus::Open)
+            .count()
+    }
+
+    /// Refuses an operation that needs the stream ACTIVE (Kinesis' ResourceInUseException).
+    pub fn require_active(&self, operation: &str) -> Result<(), Error> {
+        if self.status == StreamStatus::Active {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorCode::ResourceInUse,
+            format!(
+                "Stream {} is {}; {operation} needs it ACTIVE",
+                self.name,
+                self.status.as_str()
+            ),
+        ))
+    }
+
+    /// Refuses an operation on a stream that is being created or deleted.
+    pub fn require_usable(&self, operation: &str) -> Result<(), Error> {
+        if matches!(self.status, StreamStatus::Active | StreamStatus::Updating) {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorCode::ResourceInUse,
+            format!(
+                "Stream {} is {}; {operation} needs it ACTIVE or UPDATING",
+                self.name,
+                self.status.as_str()
+            ),
+        ))
     }
 }
 
@@ -96,10 +149,18 @@ impl MetaState {
             .ok_or_else(|| Error::stream_not_found(name.as_str()))
     }
 
-    /// Every shard group `node` holds a replica of, with its stream.
+    pub(super) fn stream_mut(&mut self, name: &StreamName) -> Result<&mut StreamMeta, Error> {
+        self.streams
+            .get_mut(name)
+            .ok_or_else(|| Error::stream_not_found(name.as_str()))
+    }
+
+    /// Every shard group `node` holds a replica of, with its stream. A DELETING stream has no
+    /// groups any more: its replicas stop and remove their data.
     pub fn groups_of(&self, node: NodeId) -> impl Iterator<Item = (&StreamMeta, &ShardMeta)> {
         self.streams
             .values()
+            .filter(|stream| stream.status != StreamStatus::Deleting)
             .flat_map(|stream| stream.shards.iter().map(move |shard| (stream, shard)))
             .filter(move |(_, shard)| shard.replicas.contains(&node))
     }
@@ -111,6 +172,7 @@ impl MetaState {
         let live: std::collections::BTreeSet<GroupId> = self
             .streams
             .values()
+            .filter(|stream| stream.status != StreamStatus::Deleting)
             .flat_map(|s| s.shards.iter().map(|shard| shard.group))
             .collect();
         on_disk
@@ -141,21 +203,182 @@ impl MetaState {
                 retention_hours,
                 created_at_ms,
                 down_nodes,
+                mode,
+                tags,
             } => self.create_stream(
                 name,
                 *shard_count,
                 *retention_hours,
                 *created_at_ms,
                 down_nodes,
+                *mode,
+                tags,
             ),
-            MetaCommand::DeleteStream { name } => {
-                self.stream(name)?;
+            MetaCommand::DeleteStream {
+                name,
+                enforce_consumer_deletion,
+            } => {
+                let stream = self.stream_mut(name)?;
+                if stream.status == StreamStatus::Deleting {
+                    return Ok(());
+                }
+                if !stream.consumers.is_empty() && !enforce_consumer_deletion {
+                    return Err(Error::new(
+                        ErrorCode::ResourceInUse,
+                        format!(
+                            "Stream {name} has {} registered consumers; deregister them or delete with \
+                             EnforceConsumerDeletion",
+                            stream.consumers.len()
+                        ),
+                    ));
+                }
+                stream.status = StreamStatus::Deleting;
+                stream.consumers.clear();
+                stream.tags.clear();
+                Ok(())
+            }
+            MetaCommand::RemoveStream { name } => {
+                if self.stream(name)?.status != StreamStatus::Deleting {
+                    return Err(Error::new(
+                        ErrorCode::ResourceInUse,
+                        format!("Stream {name} is not DELETING"),
+                    ));
+                }
                 self.streams.remove(name);
+                Ok(())
+            }
+            MetaCommand::ActivateStream { name } => {
+                let stream = self.stream_mut(name)?;
+                if matches!(
+                    stream.status,
+                    StreamStatus::Creating | StreamStatus::Updating
+                ) {
+                    stream.status = StreamStatus::Active;
+                }
+                Ok(())
+            }
+            MetaCommand::UpdateRetention {
+                name,
+                hours,
+                change,
+            } => {
+                let stream = self.stream_mut(name)?;
+                stream.require_active("changing the retention period")?;
+                validate_retention_change(stream.retention_hours, *hours, *change)?;
+                stream.retention_hours = *hours;
+                Ok(())
+            }
+            MetaCommand::AddTags { name, tags } => {
+                let stream = self.stream_mut(name)?;
+                stream.require_usable("tagging")?;
+                for (key, value) in tags {
+                    validate_tag(key, value)?;
+                }
+                let after = tags
+                    .iter()
+                    .filter(|(key, _)| !stream.tags.contains_key(key))
+                    .map(|(key, _)| key)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
+                    + stream.tags.len();
+                validate_tag_counts(tags.len(), after)?;
+                stream.tags.extend(tags.iter().cloned());
+                Ok(())
+            }
+            MetaCommand::RemoveTags { name, keys } => {
+                let stream = self.stream_mut(name)?;
+                stream.require_usable("untagging")?;
+                if keys.is_empty() || keys.len() > tributary_types::MAX_TAGS_PER_CALL {
+                    return Err(Error::invalid_argument(format!(
+                        "A call removes 1 to {} tags; got {}",
+                        tributary_types::MAX_TAGS_PER_CALL,
+                        keys.len()
+                    )));
+                }
+                for key in keys {
+                    stream.tags.remove(key);
+                }
+                Ok(())
+            }
+            MetaCommand::RegisterConsumer {
+                name,
+                consumer,
+                created_at_ms,
+            } => {
+                let stream = self.stream_mut(name)?;
+                stream.require_usable("registering a consumer")?;
+                if stream.consumers.contains_key(consumer) {
+                    return Err(Error::new(
+                        ErrorCode::ResourceInUse,
+                        format!("Consumer {consumer} of stream {name} already exists."),
+                    ));
+                }
+                if stream.consumers.len() >= MAX_CONSUMERS_PER_STREAM {
+                    return Err(Error::new(
+                        ErrorCode::LimitExceeded,
+                        format!(
+                            "Stream {name} already has {MAX_CONSUMERS_PER_STREAM} consumers, the most a stream may have"
+                        ),
+                    ));
+                }
+                stream.consumers.insert(
+                    consumer.clone(),
+                    ConsumerMeta {
+                        created_at_ms: *created_at_ms,
+                    },
+                );
+                Ok(())
+            }
+            MetaCommand::DeregisterConsumer { name, consumer } => {
+                let stream = self.stream_mut(name)?;
+                stream
+                    .consumers
+                    .remove(consumer)
+                    .map(|_| ())
+                    .ok_or_else(|| {
+                        Error::not_found(format!("Consumer {consumer} of stream {name} not found."))
+                    })
+            }
+            MetaCommand::SplitShard {
+                name,
+                shard,
+                new_starting_hash_key,
+                at_ms,
+                down_nodes,
+            } => self.split_shard(name, *shard, *new_starting_hash_key, *at_ms, down_nodes),
+            MetaCommand::MergeShards {
+                name,
+                shard,
+                adjacent_shard,
+                at_ms,
+                down_nodes,
+            } => self.merge_shards(name, *shard, *adjacent_shard, *at_ms, down_nodes),
+            MetaCommand::UpdateShardCount {
+                name,
+                target,
+                at_ms,
+                down_nodes,
+            } => self.update_shard_count(name, *target, *at_ms, down_nodes),
+            MetaCommand::SealShard {
+                name,
+                shard,
+                ending,
+            } => self.seal_shard(name, *shard, *ending),
+            MetaCommand::UpdateStreamMode { name, mode } => {
+                let stream = self.stream_mut(name)?;
+                stream.require_active("changing the capacity mode")?;
+                if stream.mode == *mode {
+                    return Err(Error::invalid_argument(format!(
+                        "Stream {name} is already {mode}"
+                    )));
+                }
+                stream.mode = *mode;
                 Ok(())
             }
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn create_stream(
         &mut self,
         name: &StreamName,
@@ -163,8 +386,23 @@ impl MetaState {
         retention_hours: u32,
         created_at_ms: u64,
         down_nodes: &[NodeId],
+        mode: StreamMode,
+        tags: &[(String, String)],
     ) -> Result<(), Error> {
         validate_create(shard_count, retention_hours)?;
+        for (key, value) in tags {
+            validate_tag(key, value)?;
+        }
+        if tags.len() > tributary_types::MAX_TAGS_PER_STREAM {
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "A stream carries at most {} tags; {} were given",
+                    tributary_types::MAX_TAGS_PER_STREAM,
+                    tags.len()
+                ),
+            ));
+        }
         if self.streams.contains_key(name) {
             return Err(Error::new(
                 ErrorCode::ResourceInUse,
@@ -189,16 +427,22 @@ impl MetaState {
                     status: ShardStatus::Open,
                     replicas,
                     ending_sequence_number_opt: None,
+                    created_at_ms,
+                    closed_at_ms_opt: None,
                 }
             })
             .collect();
         let stream = StreamMeta {
             name: name.clone(),
-            // Shard groups start within a second of the commit; writers wait for their leaders.
-            status: StreamStatus::Active,
+            // The stream driver activates it once every shard group has elected a leader.
+            status: StreamStatus::Creating,
             retention_hours,
             created_at_ms,
             shards,
+            mode,
+            tags: tags.iter().cloned().collect(),
+            consumers: BTreeMap::new(),
+            next_shard_index: shard_count,
         };
         self.streams.insert(name.clone(), stream);
         Ok(())
@@ -228,6 +472,29 @@ pub fn validate_create(shard_count: u32, retention_hours: u32) -> Result<(), Err
     Ok(())
 }
 
+/// Kinesis' retention rules: within [24, 8760] hours, an increase above and a decrease below the
+/// current period.
+pub fn validate_retention_change(
+    current: u32,
+    hours: u32,
+    change: RetentionChange,
+) -> Result<(), Error> {
+    if !(MIN_RETENTION_HOURS..=MAX_RETENTION_HOURS).contains(&hours) {
+        return Err(Error::invalid_argument(format!(
+            "Retention period {hours} hours is outside [{MIN_RETENTION_HOURS}, {MAX_RETENTION_HOURS}]"
+        )));
+    }
+    match change {
+        RetentionChange::Increase if hours <= current => Err(Error::invalid_argument(format!(
+            "Requested retention period ({hours} hours) for stream must be greater than current retention period ({current} hours)"
+        ))),
+        RetentionChange::Decrease if hours >= current => Err(Error::invalid_argument(format!(
+            "Requested retention period ({hours} hours) for stream must be less than current retention period ({current} hours)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,7 +519,153 @@ mod tests {
             retention_hours: 24,
             created_at_ms: 1,
             down_nodes: Vec::new(),
+            mode: StreamMode::Provisioned,
+            tags: Vec::new(),
         }
+    }
+
+    fn name(text: &str) -> StreamName {
+        text.parse().unwrap()
+    }
+
+    fn active(state: &mut MetaState, stream: &str, shard_count: u32) {
+        state.apply(&create(stream, shard_count)).unwrap();
+        state
+            .apply(&MetaCommand::ActivateStream { name: name(stream) })
+            .unwrap();
+    }
+
+    #[test]
+    fn streams_are_created_creating_and_activated_by_the_driver() {
+        let mut state = cluster(&[(1, "a"), (2, "b"), (3, "c")]);
+        state.apply(&create("s", 2)).unwrap();
+        let stream = state.stream(&name("s")).unwrap();
+        assert_eq!(stream.status, StreamStatus::Creating);
+        assert_eq!(stream.next_shard_index, 2);
+        let retention = MetaCommand::UpdateRetention {
+            name: name("s"),
+            hours: 48,
+            change: RetentionChange::Increase,
+        };
+        assert_eq!(
+            state.apply(&retention).unwrap_err().code,
+            ErrorCode::ResourceInUse,
+            "retention changes need ACTIVE"
+        );
+        state
+            .apply(&MetaCommand::ActivateStream { name: name("s") })
+            .unwrap();
+        state.apply(&retention).unwrap();
+        assert_eq!(state.stream(&name("s")).unwrap().retention_hours, 48);
+    }
+
+    #[test]
+    fn retention_changes_follow_kinesis_rules() {
+        use RetentionChange::{Decrease, Increase};
+        assert!(validate_retention_change(24, 48, Increase).is_ok());
+        assert!(validate_retention_change(48, 24, Decrease).is_ok());
+        for (current, hours, change) in [
+            (24, 24, Increase),
+            (48, 24, Increase),
+            (24, 48, Decrease),
+            (24, 23, Decrease),
+            (24, 8761, Increase),
+        ] {
+            assert_eq!(
+                validate_retention_change(current, hours, change)
+                    .unwrap_err()
+                    .code,
+                ErrorCode::InvalidArgument,
+                "{current} -> {hours} by {change:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tags_overwrite_count_distinct_keys_and_removal_ignores_missing_ones() {
+        let mut state = cluster(&[(1, "a"), (2, "b"), (3, "c")]);
+        active(&mut state, "s", 1);
+        let tags = |pairs: &[(&str, &str)]| MetaCommand::AddTags {
+            name: name("s"),
+            tags: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        state
+            .apply(&tags(&[("team", "a"), ("env", "dev")]))
+            .unwrap();
+        state.apply(&tags(&[("team", "b")])).unwrap();
+        let stream = state.stream(&name("s")).unwrap();
+        assert_eq!(stream.tags.get("team").map(String::as_str), Some("b"));
+        assert_eq!(stream.tags.len(), 2);
+        // 2 tags so far; 4 × 10 + 8 more make the 50 a stream may carry.
+        for (batch, count) in [(0, 10), (1, 10), (2, 10), (3, 10), (4, 8)] {
+            let pairs: Vec<(String, String)> = (0..count)
+                .map(|i| (format!("k{batch}-{i}"), String::new()))
+                .collect();
+            let command = MetaCommand::AddTags {
+                name: name("s"),
+                tags: pairs,
+            };
+            state.apply(&command).unwrap();
+        }
+        assert_eq!(
+            state
+                .apply(&tags(&[("one-too-many", "")]))
+                .unwrap_err()
+                .code,
+            ErrorCode::LimitExceeded
+        );
+        let remove = MetaCommand::RemoveTags {
+            name: name("s"),
+            keys: vec!["team".into(), "absent".into()],
+        };
+        state.apply(&remove).unwrap();
+        assert!(!state.stream(&name("s")).unwrap().tags.contains_key("team"));
+    }
+
+    #[test]
+    fn consumers_are_limited_and_block_deletion_unless_enforced() {
+        let mut state = cluster(&[(1, "a"), (2, "b"), (3, "c")]);
+        active(&mut state, "s", 1);
+        let register = |consumer: String| MetaCommand::RegisterConsumer {
+            name: name("s"),
+            consumer: consumer.parse().unwrap(),
+            created_at_ms: 5,
+        };
+        for i in 0..MAX_CONSUMERS_PER_STREAM {
+            state.apply(&register(format!("c{i}"))).unwrap();
+        }
+        assert_eq!(
+            state.apply(&register("c0".into())).unwrap_err().code,
+            ErrorCode::ResourceInUse
+        );
+        assert_eq!(
+            state.apply(&register("extra".into())).unwrap_err().code,
+            ErrorCode::LimitExceeded
+        );
+        let delete = |enforce_consumer_deletion| MetaCommand::DeleteStream {
+            name: name("s"),
+            enforce_consumer_deletion,
+        };
+        assert_eq!(
+            state.apply(&delete(false)).unwrap_err().code,
+            ErrorCode::ResourceInUse
+        );
+        state.apply(&delete(true)).unwrap();
+        let stream = state.stream(&name("s")).unwrap();
+        assert_eq!(stream.status, StreamStatus::Deleting);
+        assert!(stream.consumers.is_empty());
+        assert_eq!(
+            state.groups_of(1).count(),
+            0,
+            "a DELETING stream has no groups"
+        );
+        state
+            .apply(&MetaCommand::RemoveStream { name: name("s") })
+            .unwrap();
+        assert!(state.stream(&name("s")).is_err());
     }
 
     #[test]
@@ -298,6 +711,7 @@ mod tests {
         state
             .apply(&MetaCommand::DeleteStream {
                 name: "s".parse().unwrap(),
+                enforce_consumer_deletion: false,
             })
             .unwrap();
         // Group 9 is newer than this replica knows (it may be behind): never treated as deleted.
@@ -310,6 +724,7 @@ mod tests {
         let mut state = cluster(&[(1, "a"), (2, "b"), (3, "c")]);
         let delete = MetaCommand::DeleteStream {
             name: "nope".parse().unwrap(),
+            enforce_consumer_deletion: false,
         };
         assert_eq!(
             state.apply(&delete).unwrap_err().code,

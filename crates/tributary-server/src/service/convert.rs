@@ -4,9 +4,11 @@ use tributary_proto::v1;
 use tributary_types::{Error, PutRecordEntry, SequenceNumber, ShardIteratorType, StoredRecord};
 
 use crate::api::{
-    ClusterStatus, GetRecordsOutput, PutRecordResult, ShardDescription, StreamDescription,
+    ChildShard, ClusterStatus, ConsumerDescription, GetRecordsOutput, PutRecordResult,
+    ShardDescription, StreamDescription, StreamSummary, SubscribeEvent,
 };
 use crate::meta::ShardStatus;
+use crate::meta::listing::ShardFilter;
 
 pub fn cluster_status_to_proto(status: ClusterStatus) -> v1::ClusterStatusResponse {
     v1::ClusterStatusResponse {
@@ -25,7 +27,7 @@ pub fn cluster_status_to_proto(status: ClusterStatus) -> v1::ClusterStatusRespon
     }
 }
 
-fn shard_to_proto(shard: ShardDescription) -> v1::Shard {
+pub fn shard_to_proto(shard: ShardDescription) -> v1::Shard {
     v1::Shard {
         shard_id: shard.shard_id.to_string(),
         starting_hash_key: shard.hash_range.start_inclusive.to_string(),
@@ -58,7 +60,66 @@ pub fn stream_description_to_proto(description: StreamDescription) -> v1::Stream
         retention_period_hours: description.retention_hours,
         stream_creation_timestamp_ms: description.created_at_ms,
         shards: description.shards.into_iter().map(shard_to_proto).collect(),
+        stream_mode: description.mode.as_str().to_string(),
     }
+}
+
+pub fn stream_summary_to_proto(summary: StreamSummary) -> v1::StreamDescriptionSummary {
+    v1::StreamDescriptionSummary {
+        stream_name: summary.name.to_string(),
+        stream_status: summary.status.as_str().to_string(),
+        stream_mode: summary.mode.as_str().to_string(),
+        retention_period_hours: summary.retention_hours,
+        stream_creation_timestamp_ms: summary.created_at_ms,
+        open_shard_count: summary.open_shard_count,
+        consumer_count: summary.consumer_count,
+    }
+}
+
+pub fn shard_filter_from_proto(filter: v1::ShardFilter) -> Result<ShardFilter, Error> {
+    ShardFilter::parse(
+        &filter.r#type,
+        filter.shard_id.as_deref(),
+        filter.timestamp_ms,
+    )
+}
+
+pub fn consumer_to_proto(consumer: ConsumerDescription) -> v1::Consumer {
+    v1::Consumer {
+        consumer_name: consumer.name.to_string(),
+        consumer_status: "ACTIVE".to_string(),
+        consumer_creation_timestamp_ms: consumer.created_at_ms,
+        stream_name: consumer.stream.to_string(),
+    }
+}
+
+fn child_shard_to_proto(child: ChildShard) -> v1::ChildShard {
+    v1::ChildShard {
+        shard_id: child.shard_id.to_string(),
+        parent_shards: child.parents.iter().map(ToString::to_string).collect(),
+        starting_hash_key: child.hash_range.start_inclusive.to_string(),
+        ending_hash_key: child.hash_range.end_inclusive.to_string(),
+    }
+}
+
+fn child_shard_from_proto(child: v1::ChildShard) -> Result<ChildShard, Error> {
+    Ok(ChildShard {
+        shard_id: child.shard_id.parse()?,
+        parents: child
+            .parent_shards
+            .iter()
+            .map(|id| id.parse())
+            .collect::<Result<_, _>>()?,
+        hash_range: tributary_types::HashKeyRange {
+            start_inclusive: parse_hash_key(&child.starting_hash_key)?,
+            end_inclusive: parse_hash_key(&child.ending_hash_key)?,
+        },
+    })
+}
+
+fn parse_hash_key(text: &str) -> Result<u128, Error> {
+    text.parse()
+        .map_err(|_| Error::internal(format!("bad hash key '{text}' from a peer")))
 }
 
 pub fn put_entry_from_proto(entry: v1::PutRecordsRequestEntry) -> PutRecordEntry {
@@ -98,23 +159,74 @@ pub fn iterator_type_name(kind: ShardIteratorType) -> &'static str {
         ShardIteratorType::Latest => "LATEST",
         ShardIteratorType::AtSequenceNumber(_) => "AT_SEQUENCE_NUMBER",
         ShardIteratorType::AfterSequenceNumber(_) => "AFTER_SEQUENCE_NUMBER",
+        ShardIteratorType::AtTimestamp(_) => "AT_TIMESTAMP",
     }
+}
+
+fn record_to_proto(record: StoredRecord) -> v1::Record {
+    v1::Record {
+        sequence_number: record.sequence_number.to_string(),
+        approximate_arrival_timestamp_ms: record.approximate_arrival_timestamp_ms,
+        data: record.data,
+        partition_key: record.partition_key,
+    }
+}
+
+fn record_from_proto(record: v1::Record) -> Result<StoredRecord, Error> {
+    Ok(StoredRecord {
+        sequence_number: record.sequence_number.parse::<SequenceNumber>()?,
+        approximate_arrival_timestamp_ms: record.approximate_arrival_timestamp_ms,
+        partition_key: record.partition_key,
+        data: record.data,
+    })
+}
+
+pub fn subscribe_event_to_proto(event: SubscribeEvent) -> v1::SubscribeToShardEvent {
+    v1::SubscribeToShardEvent {
+        records: event.records.into_iter().map(record_to_proto).collect(),
+        continuation_sequence_number: event.continuation_opt.map(|n| n.to_string()),
+        millis_behind_latest: event.millis_behind_latest,
+        child_shards: event
+            .child_shards
+            .into_iter()
+            .map(child_shard_to_proto)
+            .collect(),
+    }
+}
+
+/// For subscriptions relayed from another node.
+pub fn subscribe_event_from_proto(
+    event: v1::SubscribeToShardEvent,
+) -> Result<SubscribeEvent, Error> {
+    Ok(SubscribeEvent {
+        records: event
+            .records
+            .into_iter()
+            .map(record_from_proto)
+            .collect::<Result<_, _>>()?,
+        continuation_opt: event
+            .continuation_sequence_number
+            .map(|n| n.parse())
+            .transpose()?,
+        millis_behind_latest: event.millis_behind_latest,
+        child_shards: event
+            .child_shards
+            .into_iter()
+            .map(child_shard_from_proto)
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 pub fn get_records_output_to_proto(output: GetRecordsOutput) -> v1::GetRecordsResponse {
     v1::GetRecordsResponse {
-        records: output
-            .records
-            .into_iter()
-            .map(|record| v1::Record {
-                sequence_number: record.sequence_number.to_string(),
-                approximate_arrival_timestamp_ms: record.approximate_arrival_timestamp_ms,
-                data: record.data,
-                partition_key: record.partition_key,
-            })
-            .collect(),
+        records: output.records.into_iter().map(record_to_proto).collect(),
         next_shard_iterator: output.next_shard_iterator_opt,
         millis_behind_latest: output.millis_behind_latest,
+        child_shards: output
+            .child_shards
+            .into_iter()
+            .map(child_shard_to_proto)
+            .collect(),
     }
 }
 
@@ -125,18 +237,16 @@ pub fn get_records_output_from_proto(
     let records = response
         .records
         .into_iter()
-        .map(|record| {
-            Ok(StoredRecord {
-                sequence_number: record.sequence_number.parse::<SequenceNumber>()?,
-                approximate_arrival_timestamp_ms: record.approximate_arrival_timestamp_ms,
-                partition_key: record.partition_key,
-                data: record.data,
-            })
-        })
+        .map(record_from_proto)
         .collect::<Result<Vec<_>, Error>>()?;
     Ok(GetRecordsOutput {
         records,
         next_shard_iterator_opt: response.next_shard_iterator,
         millis_behind_latest: response.millis_behind_latest,
+        child_shards: response
+            .child_shards
+            .into_iter()
+            .map(child_shard_from_proto)
+            .collect::<Result<_, _>>()?,
     })
 }

@@ -140,8 +140,15 @@ impl Internal for InternalService {
                     request.group_id
                 ),
             )),
-            (Ok(ShardCommand::Put(batch)), Some(group)) => {
-                match self.node.propose_shard_local(&group, batch, deadline).await {
+            (Ok(ShardCommand::Trim { .. }), Some(_)) => Err(Error::invalid_argument(
+                "trims are proposed by a shard's leader, never forwarded",
+            )),
+            (Ok(command), Some(group)) => {
+                match self
+                    .node
+                    .propose_shard_local(&group, command, deadline)
+                    .await
+                {
                     Attempt::Done(result) => result,
                     Attempt::Retry { leader_opt, why } => {
                         Err(not_leader(&self.node, leader_opt, why))
@@ -190,5 +197,17 @@ impl Internal for InternalService {
         Ok(Response::new(MetaReadIndexReply {
             response: response.into(),
         }))
+    }
+
+    async fn group_leader(
+        &self,
+        request: Request<GroupLeaderRequest>,
+    ) -> Result<Response<GroupLeaderReply>, Status> {
+        let group = GroupId(request.into_inner().group_id);
+        let leader = self
+            .node
+            .shard_group(group)
+            .and_then(|local| local.current_leader());
+        Ok(Response::new(GroupLeaderReply { leader }))
     }
 }

@@ -8,7 +8,10 @@ use tributary_proto::v1::tributary_server::Tributary;
 use tributary_proto::v1::*;
 use tributary_types::Error;
 
+use tributary_raft::meta::RetentionChange;
+
 use super::convert;
+use crate::admin::CreateStreamOptions;
 use crate::node::Node;
 use crate::reads::FORWARDED_HEADER;
 use crate::telemetry;
@@ -26,8 +29,43 @@ fn is_forwarded<T>(request: &Request<T>) -> bool {
     request.metadata().contains_key(FORWARDED_HEADER)
 }
 
+type EventStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<SubscribeToShardEvent, Status>> + Send + 'static>,
+>;
+
 #[tonic::async_trait]
 impl Tributary for PublicService {
+    type SubscribeToShardStream = EventStream;
+
+    async fn subscribe_to_shard(
+        &self,
+        request: Request<SubscribeToShardRequest>,
+    ) -> Result<Response<Self::SubscribeToShardStream>, Status> {
+        use futures::StreamExt;
+        let forwarded = is_forwarded(&request);
+        let request = request.into_inner();
+        let position = request.starting_position.unwrap_or_default();
+        let start = crate::fanout::StartingPosition {
+            kind: position.r#type,
+            sequence_number_opt: position.sequence_number,
+            timestamp_ms_opt: position.timestamp_ms,
+        };
+        let events = self
+            .node
+            .subscribe_to_shard(
+                &request.stream_name,
+                &request.consumer_name,
+                &request.shard_id,
+                start,
+                forwarded,
+            )
+            .await
+            .map_err(status)?;
+        let stream =
+            events.map(|event| event.map(convert::subscribe_event_to_proto).map_err(status));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn cluster_status(
         &self,
         _: Request<ClusterStatusRequest>,
@@ -48,12 +86,18 @@ impl Tributary for PublicService {
         request: Request<CreateStreamRequest>,
     ) -> Result<Response<CreateStreamResponse>, Status> {
         let request = request.into_inner();
+        let mode_opt = match request.stream_mode.as_deref() {
+            Some(mode) => Some(mode.parse().map_err(status)?),
+            None => None,
+        };
+        let options = CreateStreamOptions {
+            shard_count: request.shard_count,
+            retention_hours_opt: request.retention_period_hours,
+            mode_opt,
+            tags: request.tags.into_iter().collect(),
+        };
         self.node
-            .create_stream(
-                &request.stream_name,
-                request.shard_count,
-                request.retention_period_hours,
-            )
+            .create_stream(&request.stream_name, options)
             .await
             .map_err(status)?;
         Ok(Response::new(CreateStreamResponse {}))
@@ -63,8 +107,9 @@ impl Tributary for PublicService {
         &self,
         request: Request<DeleteStreamRequest>,
     ) -> Result<Response<DeleteStreamResponse>, Status> {
+        let request = request.into_inner();
         self.node
-            .delete_stream(&request.into_inner().stream_name)
+            .delete_stream(&request.stream_name, request.enforce_consumer_deletion)
             .await
             .map_err(status)?;
         Ok(Response::new(DeleteStreamResponse {}))
@@ -72,10 +117,294 @@ impl Tributary for PublicService {
 
     async fn list_streams(
         &self,
-        _: Request<ListStreamsRequest>,
+        request: Request<ListStreamsRequest>,
     ) -> Result<Response<ListStreamsResponse>, Status> {
+        let request = request.into_inner();
+        let page = self
+            .node
+            .list_streams(
+                request.limit,
+                request.exclusive_start_stream_name.as_deref(),
+                request.next_token.as_deref(),
+            )
+            .await
+            .map_err(status)?;
         Ok(Response::new(ListStreamsResponse {
-            stream_names: self.node.list_streams().await,
+            has_more_streams: page.next_token_opt.is_some(),
+            stream_names: page.items,
+            next_token: page.next_token_opt,
+        }))
+    }
+
+    async fn describe_stream_summary(
+        &self,
+        request: Request<DescribeStreamSummaryRequest>,
+    ) -> Result<Response<DescribeStreamSummaryResponse>, Status> {
+        let summary = self
+            .node
+            .describe_stream_summary(&request.into_inner().stream_name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(DescribeStreamSummaryResponse {
+            stream_description_summary: Some(convert::stream_summary_to_proto(summary)),
+        }))
+    }
+
+    async fn list_shards(
+        &self,
+        request: Request<ListShardsRequest>,
+    ) -> Result<Response<ListShardsResponse>, Status> {
+        let request = request.into_inner();
+        let filter_opt = match request.shard_filter {
+            Some(filter) => Some(convert::shard_filter_from_proto(filter).map_err(status)?),
+            None => None,
+        };
+        let page = self
+            .node
+            .list_shards(crate::admin::ListShardsRequest {
+                stream_opt: request.stream_name,
+                next_token_opt: request.next_token,
+                exclusive_start_shard_id_opt: request.exclusive_start_shard_id,
+                max_results_opt: request.max_results,
+                filter_opt,
+            })
+            .await
+            .map_err(status)?;
+        Ok(Response::new(ListShardsResponse {
+            shards: page
+                .items
+                .into_iter()
+                .map(convert::shard_to_proto)
+                .collect(),
+            next_token: page.next_token_opt,
+        }))
+    }
+
+    async fn increase_stream_retention_period(
+        &self,
+        request: Request<UpdateRetentionRequest>,
+    ) -> Result<Response<UpdateRetentionResponse>, Status> {
+        let request = request.into_inner();
+        self.node
+            .update_retention(
+                &request.stream_name,
+                request.retention_period_hours,
+                RetentionChange::Increase,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(UpdateRetentionResponse {}))
+    }
+
+    async fn decrease_stream_retention_period(
+        &self,
+        request: Request<UpdateRetentionRequest>,
+    ) -> Result<Response<UpdateRetentionResponse>, Status> {
+        let request = request.into_inner();
+        self.node
+            .update_retention(
+                &request.stream_name,
+                request.retention_period_hours,
+                RetentionChange::Decrease,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(UpdateRetentionResponse {}))
+    }
+
+    async fn update_stream_mode(
+        &self,
+        request: Request<UpdateStreamModeRequest>,
+    ) -> Result<Response<UpdateStreamModeResponse>, Status> {
+        let request = request.into_inner();
+        self.node
+            .update_stream_mode(&request.stream_name, &request.stream_mode)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(UpdateStreamModeResponse {}))
+    }
+
+    async fn split_shard(
+        &self,
+        request: Request<SplitShardRequest>,
+    ) -> Result<Response<SplitShardResponse>, Status> {
+        let request = request.into_inner();
+        self.node
+            .split_shard(
+                &request.stream_name,
+                &request.shard_to_split,
+                &request.new_starting_hash_key,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(SplitShardResponse {}))
+    }
+
+    async fn merge_shards(
+        &self,
+        request: Request<MergeShardsRequest>,
+    ) -> Result<Response<MergeShardsResponse>, Status> {
+        let request = request.into_inner();
+        self.node
+            .merge_shards(
+                &request.stream_name,
+                &request.shard_to_merge,
+                &request.adjacent_shard_to_merge,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(MergeShardsResponse {}))
+    }
+
+    async fn update_shard_count(
+        &self,
+        request: Request<UpdateShardCountRequest>,
+    ) -> Result<Response<UpdateShardCountResponse>, Status> {
+        let request = request.into_inner();
+        let current_shard_count = self
+            .node
+            .update_shard_count(
+                &request.stream_name,
+                request.target_shard_count,
+                request.scaling_type.as_deref(),
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(UpdateShardCountResponse {
+            stream_name: request.stream_name,
+            current_shard_count,
+            target_shard_count: request.target_shard_count,
+        }))
+    }
+
+    async fn add_tags_to_stream(
+        &self,
+        request: Request<AddTagsToStreamRequest>,
+    ) -> Result<Response<AddTagsToStreamResponse>, Status> {
+        let request = request.into_inner();
+        self.node
+            .add_tags(&request.stream_name, request.tags.into_iter().collect())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(AddTagsToStreamResponse {}))
+    }
+
+    async fn remove_tags_from_stream(
+        &self,
+        request: Request<RemoveTagsFromStreamRequest>,
+    ) -> Result<Response<RemoveTagsFromStreamResponse>, Status> {
+        let request = request.into_inner();
+        self.node
+            .remove_tags(&request.stream_name, request.tag_keys)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(RemoveTagsFromStreamResponse {}))
+    }
+
+    async fn list_tags_for_stream(
+        &self,
+        request: Request<ListTagsForStreamRequest>,
+    ) -> Result<Response<ListTagsForStreamResponse>, Status> {
+        let request = request.into_inner();
+        let (tags, has_more_tags) = self
+            .node
+            .list_tags(
+                &request.stream_name,
+                request.exclusive_start_tag_key.as_deref(),
+                request.limit,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(ListTagsForStreamResponse {
+            tags: tags
+                .into_iter()
+                .map(|(key, value)| Tag { key, value })
+                .collect(),
+            has_more_tags,
+        }))
+    }
+
+    async fn register_stream_consumer(
+        &self,
+        request: Request<RegisterStreamConsumerRequest>,
+    ) -> Result<Response<RegisterStreamConsumerResponse>, Status> {
+        let request = request.into_inner();
+        let consumer = self
+            .node
+            .register_consumer(&request.stream_name, &request.consumer_name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(RegisterStreamConsumerResponse {
+            consumer: Some(convert::consumer_to_proto(consumer)),
+        }))
+    }
+
+    async fn deregister_stream_consumer(
+        &self,
+        request: Request<DeregisterStreamConsumerRequest>,
+    ) -> Result<Response<DeregisterStreamConsumerResponse>, Status> {
+        let request = request.into_inner();
+        self.node
+            .deregister_consumer(&request.stream_name, &request.consumer_name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(DeregisterStreamConsumerResponse {}))
+    }
+
+    async fn describe_stream_consumer(
+        &self,
+        request: Request<DescribeStreamConsumerRequest>,
+    ) -> Result<Response<DescribeStreamConsumerResponse>, Status> {
+        let request = request.into_inner();
+        let consumer = self
+            .node
+            .describe_consumer(&request.stream_name, &request.consumer_name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(DescribeStreamConsumerResponse {
+            consumer: Some(convert::consumer_to_proto(consumer)),
+        }))
+    }
+
+    async fn list_stream_consumers(
+        &self,
+        request: Request<ListStreamConsumersRequest>,
+    ) -> Result<Response<ListStreamConsumersResponse>, Status> {
+        let consumers = self
+            .node
+            .list_consumers(&request.into_inner().stream_name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(ListStreamConsumersResponse {
+            consumers: consumers
+                .into_iter()
+                .map(convert::consumer_to_proto)
+                .collect(),
+        }))
+    }
+
+    async fn put_record(
+        &self,
+        request: Request<PutRecordRequest>,
+    ) -> Result<Response<PutRecordResponse>, Status> {
+        let request = request.into_inner();
+        let entry = tributary_types::PutRecordEntry {
+            partition_key: request.partition_key,
+            data: request.data,
+            explicit_hash_key: request.explicit_hash_key,
+        };
+        let (shard, sequence_number) = self
+            .node
+            .put_record(
+                &request.stream_name,
+                entry,
+                request.sequence_number_for_ordering.as_deref(),
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(PutRecordResponse {
+            shard_id: shard.to_string(),
+            sequence_number: sequence_number.to_string(),
         }))
     }
 
@@ -124,6 +453,7 @@ impl Tributary for PublicService {
                 &request.shard_id,
                 &request.shard_iterator_type,
                 request.starting_sequence_number.as_deref(),
+                request.timestamp_ms,
                 forwarded,
             )
             .await

@@ -13,7 +13,7 @@ use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMe
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::WriteBatch;
 use tokio::sync::watch;
-use tributary_raft::shard::{ShardCommand, ShardResponse, ShardTypeConfig};
+use tributary_raft::shard::{PutBatch, ShardCommand, ShardResponse, ShardTypeConfig};
 use tributary_storage::{CF_RECORDS, Store, io_error, keys};
 use tributary_types::{GroupId, SequenceNumber, ShardId};
 
@@ -33,11 +33,14 @@ pub struct ShardMachine {
     applied: Option<LogIdOf<C>>,
     membership: StoredMembershipOf<C>,
     tip_tx: Arc<watch::Sender<Option<SequenceNumber>>>,
+    /// Set once a reshard sealed the shard: its ending sequence number.
+    sealed_opt: Option<SequenceNumber>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SnapshotBody {
     records: Vec<(Vec<u8>, Vec<u8>)>,
+    sealed_opt: Option<SequenceNumber>,
 }
 
 impl ShardMachine {
@@ -48,6 +51,7 @@ impl ShardMachine {
     ) -> std::io::Result<(ShardMachine, ShardTip)> {
         let (applied, membership) = sm_store::read_applied::<C>(&store, group)?;
         let tip = records::last(&store, group)?.map(|record| record.sequence_number);
+        let sealed_opt = sm_store::read::<SequenceNumber>(&store, group, keys::TAG_SM_SEALED)?;
         let (tip_tx, tip_rx) = watch::channel(tip);
         let machine = ShardMachine {
             store,
@@ -56,6 +60,7 @@ impl ShardMachine {
             applied,
             membership,
             tip_tx: Arc::new(tip_tx),
+            sealed_opt,
         };
         Ok((machine, tip_rx))
     }
@@ -64,9 +69,14 @@ impl ShardMachine {
         &self,
         batch: &mut WriteBatch,
         log_index: u64,
-        command: &ShardCommand,
+        put: &PutBatch,
     ) -> std::io::Result<ShardResponse> {
-        let ShardCommand::Put(put) = command;
+        if self.sealed_opt.is_some() {
+            return Ok(ShardResponse {
+                sealed: true,
+                ..ShardResponse::default()
+            });
+        }
         let mut sequence_numbers = Vec::with_capacity(put.records.len());
         for (offset, (partition_key, data)) in put.records.iter().enumerate() {
             let offset = u16::try_from(offset)
@@ -83,7 +93,31 @@ impl ShardMachine {
             )?;
             sequence_numbers.push(sequence_number);
         }
-        Ok(ShardResponse { sequence_numbers })
+        Ok(ShardResponse {
+            sequence_numbers,
+            ..ShardResponse::default()
+        })
+    }
+
+    /// Seals the shard at `log_index`: every record it will ever hold numbers below the seal.
+    fn apply_seal(
+        &mut self,
+        batch: &mut WriteBatch,
+        log_index: u64,
+    ) -> std::io::Result<ShardResponse> {
+        let ending = match self.sealed_opt {
+            Some(ending) => ending,
+            None => {
+                let ending = SequenceNumber::new(self.shard, log_index.saturating_sub(1), u16::MAX);
+                sm_store::put(&self.store, batch, self.group, keys::TAG_SM_SEALED, &ending)?;
+                self.sealed_opt = Some(ending);
+                ending
+            }
+        };
+        Ok(ShardResponse {
+            ending_opt: Some(ending),
+            ..ShardResponse::default()
+        })
     }
 }
 
@@ -94,7 +128,11 @@ impl RaftSnapshotBuilder<C> for ShardMachine {
         // The log behind this snapshot may be purged next: make the applied state durable first.
         self.store.sync()?;
         let records = records::dump(&self.store, self.group)?;
-        let body = postcard::to_stdvec(&SnapshotBody { records }).map_err(io_error)?;
+        let body = postcard::to_stdvec(&SnapshotBody {
+            records,
+            sealed_opt: self.sealed_opt,
+        })
+        .map_err(io_error)?;
         let meta = SnapshotMetaOf::<C> {
             last_log_id: self.applied,
             last_membership: self.membership.clone(),
@@ -127,8 +165,22 @@ impl RaftStateMachine<C> for ShardMachine {
             let log_id = entry.log_id();
             let response = match &entry.payload {
                 EntryPayload::Blank => ShardResponse::default(),
-                EntryPayload::Normal(command) => {
-                    self.apply_put(&mut batch, log_id.index(), command)?
+                EntryPayload::Normal(ShardCommand::Put(put)) => {
+                    self.apply_put(&mut batch, log_id.index(), put)?
+                }
+                EntryPayload::Normal(ShardCommand::Seal) => {
+                    self.apply_seal(&mut batch, log_id.index())?
+                }
+                EntryPayload::Normal(ShardCommand::Trim { before_ms }) => {
+                    // The trim reads the stored records: write what this call applied so far
+                    // first. Safe without the applied id: re-applying puts and trims after a
+                    // crash rewrites the same keys and deletes the same range.
+                    self.store.write(std::mem::take(&mut batch))?;
+                    let removed = records::trim(&self.store, &mut batch, self.group, *before_ms)?;
+                    if removed > 0 {
+                        tracing::debug!(group = %self.group, removed, "retention trimmed records");
+                    }
+                    ShardResponse::default()
                 }
                 EntryPayload::Membership(membership) => {
                     self.membership =
@@ -183,6 +235,20 @@ impl RaftStateMachine<C> for ShardMachine {
         }
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
+        self.sealed_opt = body.sealed_opt;
+        match &body.sealed_opt {
+            Some(ending) => sm_store::put(
+                &self.store,
+                &mut batch,
+                self.group,
+                keys::TAG_SM_SEALED,
+                ending,
+            )?,
+            None => batch.delete_cf(
+                self.store.cf(tributary_storage::CF_SM),
+                keys::tag_key(self.group, keys::TAG_SM_SEALED),
+            ),
+        }
         sm_store::put_applied::<C>(
             &self.store,
             &mut batch,

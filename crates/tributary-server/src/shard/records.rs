@@ -72,6 +72,84 @@ pub fn read(
     Ok(out)
 }
 
+/// The number of the first record (in sequence order) that arrived at or after `timestamp_ms`.
+/// Arrival times are stamped by the receiving node and are not strictly monotonic, so this is
+/// Kinesis' rule exactly: a scan for the first qualifying record, decoding only the timestamp.
+pub fn first_arrived_at_or_after(
+    store: &Store,
+    group: GroupId,
+    timestamp_ms: u64,
+) -> std::io::Result<Option<SequenceNumber>> {
+    let mut options = ReadOptions::default();
+    options.set_iterate_lower_bound(keys::group_prefix(group).to_vec());
+    options.set_iterate_upper_bound(keys::group_end(group).to_vec());
+    for item in store
+        .db()
+        .iterator_cf_opt(store.cf(CF_RECORDS), options, IteratorMode::Start)
+    {
+        let (key, value) = item.map_err(io_error)?;
+        let (arrival_ms, _) = postcard::take_from_bytes::<u64>(&value).map_err(io_error)?;
+        if arrival_ms >= timestamp_ms {
+            return Ok(Some(keys::sequence_number_of(&key)));
+        }
+    }
+    Ok(None)
+}
+
+/// Deletes, from the oldest record on, every record that arrived before `before_ms`, stopping at
+/// the first that did not. Returns how many were removed. Reads the committed records, so the
+/// caller writes any pending batch first.
+pub fn trim(
+    store: &Store,
+    batch: &mut WriteBatch,
+    group: GroupId,
+    before_ms: u64,
+) -> std::io::Result<u64> {
+    let mut options = ReadOptions::default();
+    options.set_iterate_lower_bound(keys::group_prefix(group).to_vec());
+    options.set_iterate_upper_bound(keys::group_end(group).to_vec());
+    let mut removed = 0u64;
+    let mut end_opt: Option<Vec<u8>> = None;
+    for item in store
+        .db()
+        .iterator_cf_opt(store.cf(CF_RECORDS), options, IteratorMode::Start)
+    {
+        let (key, value) = item.map_err(io_error)?;
+        let (arrival_ms, _) = postcard::take_from_bytes::<u64>(&value).map_err(io_error)?;
+        if arrival_ms >= before_ms {
+            end_opt = Some(key.to_vec());
+            break;
+        }
+        removed += 1;
+    }
+    if removed > 0 {
+        let end = end_opt.unwrap_or_else(|| keys::group_end(group).to_vec());
+        batch.delete_range_cf(
+            store.cf(CF_RECORDS),
+            keys::group_prefix(group).to_vec(),
+            end,
+        );
+    }
+    Ok(removed)
+}
+
+/// The arrival time of the oldest retained record, if any.
+pub fn oldest_arrival_ms(store: &Store, group: GroupId) -> std::io::Result<Option<u64>> {
+    let mut options = ReadOptions::default();
+    options.set_iterate_lower_bound(keys::group_prefix(group).to_vec());
+    options.set_iterate_upper_bound(keys::group_end(group).to_vec());
+    let Some(item) = store
+        .db()
+        .iterator_cf_opt(store.cf(CF_RECORDS), options, IteratorMode::Start)
+        .next()
+    else {
+        return Ok(None);
+    };
+    let (_, value) = item.map_err(io_error)?;
+    let (arrival_ms, _) = postcard::take_from_bytes::<u64>(&value).map_err(io_error)?;
+    Ok(Some(arrival_ms))
+}
+
 /// The newest record of a group, if any.
 pub fn last(store: &Store, group: GroupId) -> std::io::Result<Option<StoredRecord>> {
     let mut options = ReadOptions::default();
