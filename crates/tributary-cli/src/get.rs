@@ -39,13 +39,13 @@ pub struct GetArgs {
 }
 
 /// Where to start reading: an iterator type and its argument.
-struct StartingPosition {
-    iterator_type: &'static str,
-    sequence_number_opt: Option<String>,
-    timestamp_ms_opt: Option<u64>,
+pub struct StartingPosition {
+    pub iterator_type: &'static str,
+    pub sequence_number_opt: Option<String>,
+    pub timestamp_ms_opt: Option<u64>,
 }
 
-fn parse_from(from: &str) -> anyhow::Result<StartingPosition> {
+pub fn parse_from(from: &str) -> anyhow::Result<StartingPosition> {
     let position = |iterator_type, sequence_number_opt, timestamp_ms_opt| StartingPosition {
         iterator_type,
         sequence_number_opt,
@@ -73,7 +73,7 @@ fn parse_from(from: &str) -> anyhow::Result<StartingPosition> {
     }
 }
 
-fn print_record(shard_id: &str, record: &v1::Record) {
+pub fn print_record(shard_id: &str, record: &v1::Record) {
     let mut line = json!({
         "shard_id": shard_id,
         "sequence_number": record.sequence_number,

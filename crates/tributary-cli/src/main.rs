@@ -8,6 +8,7 @@ mod node;
 mod output;
 mod put;
 mod stream;
+mod subscribe;
 mod time;
 
 use clap::{Parser, Subcommand};
@@ -74,6 +75,8 @@ enum Command {
     Put(put::PutArgs),
     /// Read records as JSON lines.
     Get(get::GetArgs),
+    /// Enhanced fan-out: records pushed to a registered consumer, as JSON lines.
+    Subscribe(subscribe::SubscribeArgs),
 }
 
 fn init_tracing(default_filter: &str) {
@@ -128,6 +131,10 @@ fn main() -> std::process::ExitCode {
             Command::Get(args) => {
                 init_tracing("warn");
                 get::run(args).await
+            }
+            Command::Subscribe(args) => {
+                init_tracing("warn");
+                subscribe::run(args).await
             }
         }
     });

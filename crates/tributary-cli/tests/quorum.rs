@@ -275,6 +275,7 @@ async fn losing_the_metadata_quorum_keeps_healthy_shards_working() {
         nodes: 6,
         azs: 3,
         metadata_voters_opt: Some(3),
+        ..ClusterOptions::default()
     };
     let mut cluster = Cluster::start(BINARY, options).await.unwrap();
     let client = cluster.client();

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
-use tributary_proto::error_from_status;
+pub use tributary_proto::error_from_status;
 pub use tributary_proto::v1;
 use tributary_proto::v1::tributary_client::TributaryClient;
 pub use tributary_types::{Error, ErrorCode};
@@ -542,6 +542,39 @@ impl Client {
             })
             .await?;
         Ok(response.consumers)
+    }
+
+    /// SubscribeToShard: a stream of events pushed as records commit. It ends after at most 5
+    /// minutes, or early (leader change, node stop); resubscribe from the last event's
+    /// continuation sequence number with AT_SEQUENCE_NUMBER.
+    pub async fn subscribe_to_shard(
+        &self,
+        request: v1::SubscribeToShardRequest,
+    ) -> Result<tonic::Streaming<v1::SubscribeToShardEvent>, ClientError> {
+        // No call timeout here: the stream lives for minutes. Connecting still fails over.
+        let start = self.current.load(Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for step in 0..self.endpoints.len() {
+            let index = (start + step) % self.endpoints.len();
+            let (address, client) = &self.endpoints[index];
+            let mut client = client.clone();
+            let call = client.subscribe_to_shard(request.clone());
+            match tokio::time::timeout(self.call_timeout, call).await {
+                Ok(Ok(response)) => {
+                    self.current.store(index, Ordering::Relaxed);
+                    return Ok(response.into_inner());
+                }
+                Ok(Err(status)) if is_transport_failure(&status) => {
+                    failures.push(format!("{address}: {}", status.message()))
+                }
+                Ok(Err(status)) => return Err(ClientError::Api(error_from_status(&status))),
+                Err(_) => failures.push(format!(
+                    "{address}: no answer within {:?}",
+                    self.call_timeout
+                )),
+            }
+        }
+        Err(ClientError::Unreachable(failures.join("; ")))
     }
 
     /// Puts one record; fails as a whole.

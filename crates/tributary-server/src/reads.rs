@@ -316,10 +316,12 @@ pub(crate) async fn read_batch(
     .map_err(|e| Error::internal(format!("read task failed: {e}")))?
     .map_err(|e| Error::internal(format!("reading records: {e}")))?;
 
+    // 0 only when caught up: records that arrived in the same millisecond still count as 1 ms.
     let millis_behind_latest = match (records.last(), &tip_opt) {
         (Some(last), Some(tip)) if last.sequence_number < tip.sequence_number => tip
             .approximate_arrival_timestamp_ms
-            .saturating_sub(last.approximate_arrival_timestamp_ms),
+            .saturating_sub(last.approximate_arrival_timestamp_ms)
+            .max(1),
         _ => 0,
     };
     let next_from = records

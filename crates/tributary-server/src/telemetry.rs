@@ -37,6 +37,11 @@ pub fn record_put(stream: &StreamName, shard: ShardId, records: usize, bytes: us
     counter!("tributary_shard_incoming_bytes_total", &labels).increment(bytes as u64);
 }
 
+/// Records a replica removed for retention (counted on every replica that applies the trim).
+pub fn record_trimmed(shard: ShardId, records: u64) {
+    counter!("tributary_records_trimmed_total", "shard" => shard.to_string()).increment(records);
+}
+
 pub fn record_put_latency(seconds: f64) {
     histogram!("tributary_put_latency_seconds").record(seconds);
 }

@@ -528,7 +528,12 @@ impl Node {
                 },
             };
             match attempt {
-                Attempt::Done(Ok(MetaResponse { result })) => return result.unwrap_or(Ok(())),
+                Attempt::Done(Ok(MetaResponse { result })) => {
+                    // Read-your-writes: this node's catalogue applies the change before the
+                    // caller looks (a forwarded write commits on the leader first).
+                    self.catch_up_metadata().await;
+                    return result.unwrap_or(Ok(()));
+                }
                 Attempt::Done(Err(error)) => return Err(metadata_unavailable(error)),
                 Attempt::Retry { why, .. } => last_why = why,
             }

@@ -27,6 +27,8 @@ pub struct ClusterOptions {
     pub azs: u64,
     /// How many of the first nodes are initial metadata voters (all when `None`).
     pub metadata_voters_opt: Option<u64>,
+    /// Extra `tributary node` flags for every node, e.g. `--retention-hour-ms 100`.
+    pub node_args: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -35,6 +37,7 @@ impl Default for ClusterOptions {
             nodes: 3,
             azs: 3,
             metadata_voters_opt: None,
+            node_args: Vec::new(),
         }
     }
 }
@@ -59,6 +62,7 @@ pub struct Cluster {
     binary: PathBuf,
     peers: String,
     nodes: Vec<NodeHandle>,
+    node_args: Vec<String>,
     dir: TempDir,
 }
 
@@ -102,6 +106,7 @@ impl Cluster {
             binary: binary.as_ref().to_path_buf(),
             peers,
             nodes,
+            node_args: options.node_args.clone(),
             dir,
         };
         for id in 1..=options.nodes {
@@ -167,6 +172,7 @@ impl Cluster {
     pub fn start_node(&mut self, id: u64) -> anyhow::Result<()> {
         let peers = self.peers.clone();
         let binary = self.binary.clone();
+        let node_args = self.node_args.clone();
         let node = &mut self.nodes[(id - 1) as usize];
         if node.child_opt.is_some() {
             bail!("node {id} is already running");
@@ -188,6 +194,7 @@ impl Cluster {
             .arg("--data-dir")
             .arg(&node.data_dir)
             .args(["--peers", &peers, "--http-listen", &node.http_address])
+            .args(&node_args)
             .env(
                 "RUST_LOG",
                 std::env::var("TRIBUTARY_TEST_LOG")

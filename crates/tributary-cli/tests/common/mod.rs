@@ -14,12 +14,18 @@ use tributary_testkit::{Cluster, ClusterOptions, wait_until};
 pub const BINARY: &str = env!("CARGO_BIN_EXE_tributary");
 
 pub async fn start_cluster(nodes: u64, azs: u64) -> Cluster {
+    start_cluster_with(nodes, azs, &[]).await
+}
+
+/// A cluster whose nodes all get `node_args` (e.g. `--retention-hour-ms 100`).
+pub async fn start_cluster_with(nodes: u64, azs: u64, node_args: &[&str]) -> Cluster {
     Cluster::start(
         BINARY,
         ClusterOptions {
             nodes,
             azs,
             metadata_voters_opt: None,
+            node_args: node_args.iter().map(ToString::to_string).collect(),
         },
     )
     .await

@@ -57,11 +57,7 @@ impl ShardFilter {
 
 /// The shards `filter` selects, in shard id order. `horizon_ms` is the trim horizon: now minus
 /// the retention period.
-pub fn filter_shards(
-    stream: &StreamMeta,
-    filter: ShardFilter,
-    horizon_ms: u64,
-) -> Vec<&ShardMeta> {
+pub fn filter_shards(stream: &StreamMeta, filter: ShardFilter, horizon_ms: u64) -> Vec<&ShardMeta> {
     let expired = |shard: &ShardMeta| shard.closed_at_ms_opt.is_some_and(|t| t < horizon_ms);
     let live_parent = |id: Option<ShardId>| {
         id.and_then(|id| stream.shard(id))

@@ -530,13 +530,8 @@ mod tests {
     fn uniform_scaling_matches_kinesis_shard_totals() {
         // Totals (open + closed) AWS produced, as recorded by moto's tests (10 -> 3 is also
         // recorded there, but is below the documented half and refused here).
-        for (initial, target, total) in [
-            (2, 4, 6),
-            (4, 5, 15),
-            (10, 13, 37),
-            (4, 2, 6),
-            (5, 3, 7),
-        ] {
+        for (initial, target, total) in [(2, 4, 6), (4, 5, 15), (10, 13, 37), (4, 2, 6), (5, 3, 7)]
+        {
             let mut state = state_with(initial);
             let scale = MetaCommand::UpdateShardCount {
                 name: name(),

@@ -179,6 +179,7 @@ impl RaftStateMachine<C> for ShardMachine {
                     let removed = records::trim(&self.store, &mut batch, self.group, *before_ms)?;
                     if removed > 0 {
                         tracing::debug!(group = %self.group, removed, "retention trimmed records");
+                        crate::telemetry::record_trimmed(self.shard, removed);
                     }
                     ShardResponse::default()
                 }
