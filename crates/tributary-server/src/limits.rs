@@ -97,6 +97,20 @@ impl ShardLimiter {
         admitted
     }
 
+    /// Gives back what an attempt took that did not commit (the leader was still confirming its
+    /// leadership, or lost it): retries must not spend the shard's budget.
+    pub fn refund_writes(&self, records: usize, bytes: usize) {
+        if let Some(buckets) = &self.buckets_opt {
+            let mut buckets = buckets.lock().expect("limiter lock poisoned");
+            let records_rate = buckets.write_records.rate;
+            let bytes_rate = buckets.write_bytes.rate;
+            buckets.write_records.tokens =
+                (buckets.write_records.tokens + records as f64).min(records_rate);
+            buckets.write_bytes.tokens =
+                (buckets.write_bytes.tokens + bytes as f64).min(bytes_rate);
+        }
+    }
+
     /// Takes a GetRecords call token; refuses while the byte balance is negative.
     pub fn admit_read(&self, now: Instant) -> bool {
         let Some(buckets) = &self.buckets_opt else {
@@ -157,6 +171,15 @@ mod tests {
             limiter.admit_writes([mib], start + Duration::from_secs(1)),
             1
         );
+    }
+
+    #[test]
+    fn refunds_restore_what_an_attempt_took() {
+        let start = Instant::now();
+        let limiter = ShardLimiter::new(ShardLimits::Kinesis);
+        assert_eq!(limiter.admit_writes(vec![10; 1000], start), 1000);
+        limiter.refund_writes(1000, 10_000);
+        assert_eq!(limiter.admit_writes(vec![10; 1000], start), 1000);
     }
 
     #[test]

@@ -345,14 +345,17 @@ impl Node {
         deadline: Instant,
     ) -> Attempt<ShardResponse> {
         let (mut records, mut bytes) = (0, 0);
+        let mut charged = false;
         if let ShardCommand::Put(batch) = &mut command {
             if group.current_leader() == Some(self.id()) {
+                charged = true;
                 let sizes = batch
                     .records
                     .iter()
                     .map(|(key, data)| key.len() + data.len());
                 let admitted = group.limiter.admit_writes(sizes, std::time::Instant::now());
                 if admitted == 0 {
+                    tracing::debug!(group = %group.group, records = batch.records.len(), "put throttled");
                     return Attempt::Done(Ok(ShardResponse::default()));
                 }
                 batch.records.truncate(admitted);
@@ -366,6 +369,9 @@ impl Node {
         }
         let what = format!("{} of stream {}", group.shard, group.stream);
         let attempt = propose(&group.raft, command, deadline, &what).await;
+        if charged && !matches!(&attempt, Attempt::Done(Ok(response)) if !response.sealed) {
+            group.limiter.refund_writes(records, bytes);
+        }
         if let Attempt::Done(Ok(response)) = &attempt
             && records > 0
             && !response.sealed

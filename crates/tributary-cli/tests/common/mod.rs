@@ -188,8 +188,14 @@ pub async fn wait_for_leaders(cluster: &Cluster, stream: &str) -> BTreeMap<Strin
                 let Ok(description) = client.describe_stream(stream).await else {
                     continue;
                 };
-                shards = description.shards.len();
-                for shard in description.shards {
+                // Shards created and merged within one scaling never open and have no group.
+                let grouped: Vec<_> = description
+                    .shards
+                    .into_iter()
+                    .filter(|shard| !shard.replicas.is_empty())
+                    .collect();
+                shards = grouped.len();
+                for shard in grouped {
                     if let Some(leader) = shard.leader {
                         leaders.insert(shard.shard_id, leader);
                     }
