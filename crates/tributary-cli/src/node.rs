@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tributary_server::config::{
-    DEFAULT_ADMIN_TIMEOUT_MS, DEFAULT_RETENTION_HOUR_MS, DEFAULT_WRITE_TIMEOUT_MS, FileConfig,
-    ShardLimits, parse_peers,
+    DEFAULT_ADMIN_TIMEOUT_MS, DEFAULT_RETENTION_HOUR_MS, DEFAULT_SCALING_WINDOW_MS,
+    DEFAULT_WRITE_TIMEOUT_MS, FileConfig, ShardLimits, parse_peers,
 };
 use tributary_server::{Node, NodeConfig};
 
@@ -43,6 +43,10 @@ pub struct NodeArgs {
     /// retention can be exercised in seconds. Retention bounds stay 24..8760 "hours".
     #[arg(long, env = "TRIBUTARY_RETENTION_HOUR_MS")]
     retention_hour_ms: Option<u64>,
+    /// How long an ON_DEMAND shard must stay above 50% of its write limit before it is split, and
+    /// an adjacent pair below 25% together before it is merged (default 60000; at least 1000).
+    #[arg(long, env = "TRIBUTARY_SCALING_WINDOW_MS")]
+    scaling_window_ms: Option<u64>,
     /// A TOML file with any of these settings (flags and TRIBUTARY_* variables win).
     #[arg(long, env = "TRIBUTARY_CONFIG")]
     config: Option<PathBuf>,
@@ -97,6 +101,11 @@ fn build_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
             .retention_hour_ms
             .or(file.retention_hour_ms)
             .unwrap_or(DEFAULT_RETENTION_HOUR_MS),
+        scaling_window: Duration::from_millis(
+            args.scaling_window_ms
+                .or(file.scaling_window_ms)
+                .unwrap_or(DEFAULT_SCALING_WINDOW_MS),
+        ),
     };
     config.validate()?;
     Ok(config)

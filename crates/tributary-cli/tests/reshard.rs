@@ -546,3 +546,91 @@ async fn fan_out_pushes_at_once_and_survives_a_leader_change() {
         "no record lost, repeated or reordered"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_demand_streams_split_hot_shards_and_merge_cold_ones_back() {
+    // A 2-second scaling window instead of 60.
+    let cluster = start_cluster_with(3, 3, &["--scaling-window-ms", "2000"]).await;
+    let client = cluster.client();
+    let created = cli_json(
+        &cluster,
+        &["stream", "create", "auto", "--on-demand", "--json"],
+    );
+    assert_eq!(created["shards"], 4);
+
+    // ~700 records/s into shard 0 (70% of its write limit), paced, until it is split.
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let client = cluster.client_of(2);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut pace = tokio::time::interval(Duration::from_millis(100));
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                pace.tick().await;
+                let entries = (0..70)
+                    .map(|i| v1::PutRecordsRequestEntry {
+                        data: Bytes::from(format!("hot-{sent}-{i}")),
+                        partition_key: "hot".into(),
+                        explicit_hash_key: Some("1".into()),
+                    })
+                    .collect();
+                if client.put_records("auto", entries).await.is_ok() {
+                    sent += 70;
+                }
+            }
+            sent
+        })
+    };
+    let open_shards = |client: Client| async move {
+        let shards = client
+            .list_shards(
+                "auto",
+                Some(v1::ShardFilter {
+                    r#type: "AT_LATEST".into(),
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(shards)
+    };
+    let split = wait_until(Duration::from_secs(30), "the hot shard to be split", || {
+        let client = client.clone();
+        async move {
+            let shards = open_shards(client).await?;
+            if shards.len() == 5 {
+                Ok(shards)
+            } else {
+                Err(format!("{} open shards", shards.len()))
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let children: Vec<&v1::Shard> = split
+        .iter()
+        .filter(|s| s.parent_shard_id.as_deref() == Some("shardId-000000000000"))
+        .collect();
+    assert_eq!(children.len(), 2, "shard 0 was the hot one: {split:?}");
+    stop.store(true, Ordering::Relaxed);
+    assert!(producer.await.unwrap() > 0);
+
+    // Quiet now: a cold adjacent pair merges, back to the initial 4 shards and no fewer.
+    wait_until(Duration::from_secs(30), "a cold pair to be merged", || {
+        let client = client.clone();
+        async move {
+            let shards = open_shards(client).await?;
+            match shards.len() {
+                4 => Ok(()),
+                n if n > 4 => Err(format!("{n} open shards")),
+                n => panic!("merged below the initial 4 shards: {n}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let summary = cli_json(&cluster, &["stream", "summary", "auto", "--json"]);
+    assert_eq!(summary["mode"], "ON_DEMAND");
+    assert_eq!(summary["open_shard_count"], 4);
+}

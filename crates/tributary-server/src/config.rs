@@ -19,6 +19,9 @@ pub const DEFAULT_ADMIN_TIMEOUT_MS: u64 = 3_000;
 /// The length of one retention hour: an hour, unless a test shortens time (`--retention-hour-ms`).
 pub const DEFAULT_RETENTION_HOUR_MS: u64 = 3_600_000;
 
+/// How long an ON_DEMAND shard must stay hot (or a pair cold) before it is split (merged).
+pub const DEFAULT_SCALING_WINDOW_MS: u64 = 60_000;
+
 /// Per-shard throughput limits, enforced by each shard's leader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -46,6 +49,8 @@ pub struct NodeConfig {
     pub shard_limits: ShardLimits,
     /// How long a "retention hour" lasts; shortened only by tests, never by users.
     pub retention_hour_ms: u64,
+    /// The on-demand scaling window.
+    pub scaling_window: Duration,
 }
 
 /// The optional TOML file; every field may be omitted.
@@ -64,6 +69,7 @@ pub struct FileConfig {
     pub admin_timeout_ms: Option<u64>,
     pub shard_limits: Option<ShardLimits>,
     pub retention_hour_ms: Option<u64>,
+    pub scaling_window_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -106,6 +112,9 @@ impl NodeConfig {
         }
         if self.write_timeout.is_zero() || self.admin_timeout.is_zero() {
             bail!("timeouts must be positive");
+        }
+        if self.scaling_window < Duration::from_secs(1) {
+            bail!("--scaling-window-ms must be at least 1000");
         }
         if self.retention_hour_ms == 0 {
             bail!("--retention-hour-ms must be positive");

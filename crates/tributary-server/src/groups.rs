@@ -9,6 +9,7 @@ use openraft::async_runtime::WatchReceiver;
 use tributary_types::{GroupId, NodeId, ShardId, StreamName};
 
 use crate::limits::ShardLimiter;
+use crate::meter::WriteMeter;
 use crate::shard::{ShardRaft, ShardTip};
 
 pub struct ShardGroup {
@@ -19,6 +20,8 @@ pub struct ShardGroup {
     pub tip: ShardTip,
     /// Throughput limits, applied while this replica leads.
     pub limiter: ShardLimiter,
+    /// Committed writes per second, for on-demand scaling.
+    pub meter: WriteMeter,
 }
 
 impl ShardGroup {

@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod autoscale;
 pub mod config;
 pub mod fanout;
 mod groups;
@@ -18,6 +19,7 @@ mod lifecycle;
 pub mod limits;
 pub mod meta;
 mod meta_sync;
+pub mod meter;
 pub mod node;
 mod reads;
 mod retention;

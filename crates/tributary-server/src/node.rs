@@ -180,6 +180,9 @@ impl Node {
         background.push(tokio::spawn(crate::retention::trim_expired_records(
             node.clone(),
         )));
+        background.push(tokio::spawn(crate::autoscale::scale_on_demand_streams(
+            node.clone(),
+        )));
         background.push(tokio::spawn(telemetry::export_raft_metrics(node.clone())));
         node.serving.store(true, Ordering::Release);
         tracing::info!(node_id = node.id(), az = %node.config.az, address = %grpc_address, "node serving");
@@ -469,6 +472,7 @@ async fn start_group(
         raft,
         tip,
         limiter: crate::limits::ShardLimiter::new(node.config.shard_limits),
+        meter: crate::meter::WriteMeter::new(node.config.scaling_window),
     }));
     Ok(())
 }

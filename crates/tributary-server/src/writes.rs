@@ -377,6 +377,9 @@ impl Node {
             && !response.sealed
         {
             telemetry::record_put(&group.stream, group.shard, records, bytes);
+            group
+                .meter
+                .record(records, bytes, std::time::Instant::now());
         }
         attempt
     }

@@ -204,10 +204,14 @@ impl Internal for InternalService {
         request: Request<GroupLeaderRequest>,
     ) -> Result<Response<GroupLeaderReply>, Status> {
         let group = GroupId(request.into_inner().group_id);
-        let leader = self
-            .node
-            .shard_group(group)
-            .and_then(|local| local.current_leader());
-        Ok(Response::new(GroupLeaderReply { leader }))
+        let Some(local) = self.node.shard_group(group) else {
+            return Ok(Response::new(GroupLeaderReply::default()));
+        };
+        let leader = local.current_leader();
+        let load = crate::autoscale::local_load(&self.node, &local).map(|load| ShardLoad {
+            min_utilization: load.min,
+            max_utilization: load.max,
+        });
+        Ok(Response::new(GroupLeaderReply { leader, load }))
     }
 }
