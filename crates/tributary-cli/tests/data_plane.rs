@@ -471,6 +471,55 @@ async fn retention_trims_every_replica_and_moves_the_trim_horizon() {
         Some("new-0".to_string())
     );
     assert_eq!(read.len(), fresh.len());
+
+    // A shard closed by a reshard expires with its records: it leaves the listing and every
+    // replica removes its group.
+    let split = cli_json(
+        &cluster,
+        &[
+            "stream",
+            "split",
+            "brief",
+            "--shard",
+            "0",
+            "--new-starting-hash-key",
+            "1000",
+            "--json",
+        ],
+    );
+    assert_eq!(split["open_shards"].as_array().unwrap().len(), 2);
+    wait_until(
+        Duration::from_secs(15),
+        "the closed parent to expire everywhere",
+        || {
+            let client = client.clone();
+            let removed = (1..=3)
+                .filter(|id| {
+                    cluster
+                        .node_log(*id)
+                        .contains("removing the data of an expired shard")
+                })
+                .count();
+            async move {
+                let ids: Vec<String> = client
+                    .list_shards("brief", None)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|s| s.shard_id)
+                    .collect();
+                if ids == ["shardId-000000000001", "shardId-000000000002"] && removed == 3 {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "listed {ids:?}, removed on {removed} of 3 replicas"
+                    ))
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
 }
 
 /// GET http://address/metrics with a plain TCP request (the node's HTTP is HTTP/1.1).

@@ -65,6 +65,37 @@ async fn lifecycle_modes_retention_tags_and_consumers() {
     .await
     .unwrap();
 
+    // DescribeStream pages through shards (at most 100 a call).
+    let page = client
+        .describe_stream_page(v1::DescribeStreamRequest {
+            stream_name: "eventually".into(),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.shards.len(), 1);
+    assert!(page.has_more_shards);
+    let rest = client
+        .describe_stream_page(v1::DescribeStreamRequest {
+            stream_name: "eventually".into(),
+            exclusive_start_shard_id: Some(page.shards[0].shard_id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.shards.len(), 1);
+    assert!(!rest.has_more_shards);
+    let too_many = client
+        .describe_stream_page(v1::DescribeStreamRequest {
+            stream_name: "eventually".into(),
+            limit: Some(101),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(too_many.code(), "INVALID_ARGUMENT");
+
     // ON_DEMAND streams start with 4 shards; modes switch both ways, not to themselves.
     let on_demand = cli_json(
         &cluster,

@@ -270,19 +270,47 @@ impl Client {
             .await
     }
 
+    /// One DescribeStream page (at most 100 shards).
+    pub async fn describe_stream_page(
+        &self,
+        request: v1::DescribeStreamRequest,
+    ) -> Result<v1::StreamDescription, ClientError> {
+        self.unary(
+            request,
+            |mut c, r| async move { c.describe_stream(r).await },
+        )
+        .await?
+        .stream_description
+        .ok_or_else(|| ClientError::Api(Error::internal("empty stream description")))
+    }
+
+    /// The stream with every shard, following DescribeStream's pages of 100.
     pub async fn describe_stream(&self, name: &str) -> Result<v1::StreamDescription, ClientError> {
-        let request = v1::DescribeStreamRequest {
+        let mut request = v1::DescribeStreamRequest {
             stream_name: name.to_string(),
+            ..Default::default()
         };
-        let response = self
-            .unary(
-                request,
-                |mut c, r| async move { c.describe_stream(r).await },
-            )
-            .await?;
-        response
-            .stream_description
-            .ok_or_else(|| ClientError::Api(Error::internal("empty stream description")))
+        let mut whole: Option<v1::StreamDescription> = None;
+        loop {
+            let page = self
+                .unary(request.clone(), |mut c, r| async move {
+                    c.describe_stream(r).await
+                })
+                .await?
+                .stream_description
+                .ok_or_else(|| ClientError::Api(Error::internal("empty stream description")))?;
+            let more = page.has_more_shards;
+            request.exclusive_start_shard_id = page.shards.last().map(|s| s.shard_id.clone());
+            match &mut whole {
+                Some(whole) => whole.shards.extend(page.shards),
+                None => whole = Some(page),
+            }
+            if !more || request.exclusive_start_shard_id.is_none() {
+                let mut whole = whole.expect("at least one page");
+                whole.has_more_shards = false;
+                return Ok(whole);
+            }
+        }
     }
 
     pub async fn describe_stream_summary(

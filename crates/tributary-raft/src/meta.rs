@@ -96,6 +96,12 @@ pub enum MetaCommand {
         shard: ShardId,
         ending: SequenceNumber,
     },
+    /// Drops closed shards whose every record has expired; their replicas then stop their
+    /// groups and remove what is left (stream driver).
+    ExpireShards {
+        name: StreamName,
+        shards: Vec<ShardId>,
+    },
 }
 
 /// Kinesis has two calls, and each refuses a change in the other direction.
@@ -146,6 +152,9 @@ impl fmt::Display for MetaCommand {
                 write!(f, "update-shard-count({name}, {target})")
             }
             MetaCommand::SealShard { name, shard, .. } => write!(f, "seal-shard({name}, {shard})"),
+            MetaCommand::ExpireShards { name, shards } => {
+                write!(f, "expire-shards({name}, {})", shards.len())
+            }
         }
     }
 }

@@ -27,6 +27,8 @@ pub const DEFAULT_LIST_STREAMS_LIMIT: u32 = 100;
 pub const DEFAULT_LIST_SHARDS_LIMIT: u32 = 1_000;
 /// The largest page either listing serves.
 pub const MAX_LIST_LIMIT: u32 = 10_000;
+/// DescribeStream's default and largest page of shards.
+pub const MAX_DESCRIBE_SHARDS: u32 = 100;
 /// ListTagsForStream's default and largest page.
 pub const MAX_LIST_TAGS_LIMIT: u32 = 50;
 
@@ -193,12 +195,28 @@ impl Node {
         Ok(paginate(names, limit, "", |name| name.clone()))
     }
 
-    pub async fn describe_stream(&self, name: &str) -> Result<StreamDescription, Error> {
+    /// DescribeStream: up to `limit_opt` (1..100, default 100) shards in id order after
+    /// `exclusive_start_opt`.
+    pub async fn describe_stream(
+        &self,
+        name: &str,
+        limit_opt: Option<u32>,
+        exclusive_start_opt: Option<&str>,
+    ) -> Result<StreamDescription, Error> {
+        let limit = page_limit(limit_opt, MAX_DESCRIBE_SHARDS, MAX_DESCRIBE_SHARDS, "limit")?;
+        let after_opt: Option<ShardId> = exclusive_start_opt.map(str::parse).transpose()?;
         let name: StreamName = name.parse()?;
         let stream = self.stream_meta(&name).await?;
-        let shards = stream
+        let mut listed: Vec<&ShardMeta> = stream
             .shards
             .iter()
+            .filter(|shard| after_opt.is_none_or(|after| shard.shard_id > after))
+            .collect();
+        listed.sort_by_key(|shard| shard.shard_id);
+        let has_more_shards = listed.len() > limit;
+        let shards = listed
+            .into_iter()
+            .take(limit)
             .map(|shard| self.describe_shard(shard))
             .collect();
         Ok(StreamDescription {
@@ -208,6 +226,7 @@ impl Node {
             created_at_ms: stream.created_at_ms,
             shards,
             mode: stream.mode,
+            has_more_shards,
         })
     }
 

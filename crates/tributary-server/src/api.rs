@@ -52,6 +52,7 @@ pub struct StreamDescription {
     pub created_at_ms: u64,
     pub shards: Vec<ShardDescription>,
     pub mode: StreamMode,
+    pub has_more_shards: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,8 +2,9 @@
 //! CREATING and UPDATING streams turn ACTIVE once every shard a reshard closed is sealed and every
 //! open shard has elected a leader, and
 //! DELETING streams leave the catalogue (their replicas have already stopped and removed their
-//! data, since a DELETING stream places no groups). Commands are idempotent, so a new metadata
-//! leader simply carries on.
+//! data, since a DELETING stream places no groups). Closed shards whose records have all expired
+//! leave the catalogue, and their replicas remove their groups. Commands are idempotent, so a
+//! new metadata leader simply carries on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,7 @@ pub(crate) async fn drive_streams(node: Arc<Node>) {
             for stream in streams {
                 drive(&node, &stream).await;
             }
+            expire_closed_shards(&node).await;
         }
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
@@ -81,6 +83,43 @@ async fn drive(node: &Node, stream: &StreamMeta) {
     };
     if let Err(error) = node.meta_write(command).await {
         tracing::debug!(stream = %stream.name, %error, "stream driver: command not accepted yet");
+    }
+}
+
+/// Drops closed, sealed shards closed longer ago than the retention period: all their records
+/// have expired, ListShards no longer lists them, and their groups can go.
+async fn expire_closed_shards(node: &Node) {
+    let expired: Vec<(StreamMeta, Vec<tributary_types::ShardId>)> = node.meta.read(|state| {
+        state
+            .streams
+            .values()
+            .filter(|stream| stream.status == StreamStatus::Active)
+            .filter_map(|stream| {
+                let horizon = node.trim_horizon_ms(stream);
+                let shards: Vec<_> = stream
+                    .shards
+                    .iter()
+                    .filter(|shard| {
+                        shard.ending_sequence_number_opt.is_some()
+                            && shard
+                                .closed_at_ms_opt
+                                .is_some_and(|closed| closed < horizon)
+                    })
+                    .map(|shard| shard.shard_id)
+                    .collect();
+                (!shards.is_empty()).then(|| (stream.clone(), shards))
+            })
+            .collect()
+    });
+    for (stream, shards) in expired {
+        tracing::info!(stream = %stream.name, shards = shards.len(), "closed shards expired");
+        let command = MetaCommand::ExpireShards {
+            name: stream.name.clone(),
+            shards,
+        };
+        if let Err(error) = node.meta_write(command).await {
+            tracing::debug!(stream = %stream.name, %error, "expiring closed shards failed; retrying");
+        }
     }
 }
 

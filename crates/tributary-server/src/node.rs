@@ -418,7 +418,15 @@ async fn reconcile_once(node: &Arc<Node>) -> anyhow::Result<()> {
             continue;
         }
         if let Some(removed) = node.groups.remove(group) {
-            tracing::info!(group = %group, stream = %removed.stream, shard = %removed.shard, "removing the data of a deleted stream's shard");
+            let stream_lives = state
+                .streams
+                .get(&removed.stream)
+                .is_some_and(|stream| stream.status != crate::meta::StreamStatus::Deleting);
+            if stream_lives {
+                tracing::info!(group = %group, stream = %removed.stream, shard = %removed.shard, "removing the data of an expired shard");
+            } else {
+                tracing::info!(group = %group, stream = %removed.stream, shard = %removed.shard, "removing the data of a deleted stream's shard");
+            }
             removed.raft.shutdown().await.ok();
             let store = node.store.clone();
             tokio::task::spawn_blocking(move || store.delete_group(group)).await??;

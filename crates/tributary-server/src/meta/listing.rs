@@ -135,6 +135,7 @@ mod tests {
             tags: BTreeMap::new(),
             consumers: BTreeMap::new(),
             next_shard_index: 4,
+            scalings_ms: Vec::new(),
         }
     }
 

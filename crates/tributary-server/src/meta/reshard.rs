@@ -17,6 +17,10 @@ use tributary_types::{
 use super::placement;
 use super::state::{MetaState, ShardMeta, ShardStatus, StreamStatus};
 
+/// UpdateShardCount runs at most this often per rolling period (Kinesis: 10 per 24 hours).
+const MAX_SCALINGS_PER_PERIOD: usize = 10;
+const SCALING_PERIOD_MS: u64 = 24 * 3600 * 1000;
+
 impl MetaState {
     pub(super) fn split_shard(
         &mut self,
@@ -130,6 +134,20 @@ impl MetaState {
                 "TargetShardCount {target} is below half of the {current} open shards"
             )));
         }
+        let recent: Vec<u64> = stream
+            .scalings_ms
+            .iter()
+            .copied()
+            .filter(|t| t + SCALING_PERIOD_MS > at_ms)
+            .collect();
+        if recent.len() >= MAX_SCALINGS_PER_PERIOD {
+            return Err(Error::new(
+                tributary_types::ErrorCode::LimitExceeded,
+                format!(
+                    "Stream {name} was scaled {MAX_SCALINGS_PER_PERIOD} times in the last 24 hours, the most allowed"
+                ),
+            ));
+        }
         let mut plan = Plan::default();
         let mut pieces: Vec<Piece> = open
             .iter()
@@ -196,7 +214,11 @@ impl MetaState {
             );
         }
         check_shard_quota(stream.shards.len(), plan.new_shards.len())?;
-        self.carry_out(name, plan, at_ms, down_nodes)
+        self.carry_out(name, plan, at_ms, down_nodes)?;
+        let stream = self.stream_mut(name)?;
+        stream.scalings_ms = recent;
+        stream.scalings_ms.push(at_ms);
+        Ok(())
     }
 
     /// Records the ending sequence number of a closed shard whose group has been sealed.
@@ -572,6 +594,28 @@ mod tests {
         };
         state.apply(&scale).unwrap();
         assert_eq!(open_ranges(&state), HashKeyRange::split_evenly(8));
+    }
+
+    #[test]
+    fn ten_scalings_a_day_at_most() {
+        let mut state = state_with(2);
+        let day = SCALING_PERIOD_MS;
+        let scale = |target, at_ms| MetaCommand::UpdateShardCount {
+            name: name(),
+            target,
+            at_ms,
+            down_nodes: Vec::new(),
+        };
+        for i in 0..10u64 {
+            let target = if i % 2 == 0 { 4 } else { 2 };
+            state.apply(&scale(target, 100 + i)).unwrap();
+            activate(&mut state);
+        }
+        assert_eq!(
+            state.apply(&scale(4, 200)).unwrap_err().code,
+            ErrorCode::LimitExceeded
+        );
+        state.apply(&scale(4, 100 + day)).unwrap();
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub struct StreamMeta {
     pub consumers: BTreeMap<ConsumerName, ConsumerMeta>,
     /// The index the next new shard (a split or merge child) gets; shard ids are never reused.
     pub next_shard_index: u32,
+    /// When UpdateShardCount ran, within the last 24 hours (at most 10 there, as in Kinesis).
+    pub scalings_ms: Vec<u64>,
 }
 
 impl StreamMeta {
@@ -364,6 +366,13 @@ impl MetaState {
                 shard,
                 ending,
             } => self.seal_shard(name, *shard, *ending),
+            MetaCommand::ExpireShards { name, shards } => {
+                let stream = self.stream_mut(name)?;
+                stream.shards.retain(|shard| {
+                    !(shards.contains(&shard.shard_id) && shard.status == ShardStatus::Closed)
+                });
+                Ok(())
+            }
             MetaCommand::UpdateStreamMode { name, mode } => {
                 let stream = self.stream_mut(name)?;
                 stream.require_active("changing the capacity mode")?;
@@ -443,6 +452,7 @@ impl MetaState {
             tags: tags.iter().cloned().collect(),
             consumers: BTreeMap::new(),
             next_shard_index: shard_count,
+            scalings_ms: Vec::new(),
         };
         self.streams.insert(name.clone(), stream);
         Ok(())

@@ -61,6 +61,7 @@ pub fn stream_description_to_proto(description: StreamDescription) -> v1::Stream
         stream_creation_timestamp_ms: description.created_at_ms,
         shards: description.shards.into_iter().map(shard_to_proto).collect(),
         stream_mode: description.mode.as_str().to_string(),
+        has_more_shards: description.has_more_shards,
     }
 }
 

@@ -412,9 +412,14 @@ impl Tributary for PublicService {
         &self,
         request: Request<DescribeStreamRequest>,
     ) -> Result<Response<DescribeStreamResponse>, Status> {
+        let request = request.into_inner();
         let description = self
             .node
-            .describe_stream(&request.into_inner().stream_name)
+            .describe_stream(
+                &request.stream_name,
+                request.limit,
+                request.exclusive_start_shard_id.as_deref(),
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(DescribeStreamResponse {
