@@ -110,6 +110,13 @@ impl Node {
         )
     }
 
+    /// A stream name that parses and names a stream of the catalogue.
+    async fn known_stream(&self, name: &str) -> Result<StreamName, Error> {
+        let name: StreamName = name.parse()?;
+        self.stream_meta(&name).await?;
+        Ok(name)
+    }
+
     pub async fn create_stream(
         &self,
         name: &str,
@@ -155,8 +162,7 @@ impl Node {
         name: &str,
         enforce_consumer_deletion: bool,
     ) -> Result<(), Error> {
-        let name: StreamName = name.parse()?;
-        self.stream_meta(&name).await?;
+        let name = self.known_stream(name).await?;
         self.meta_write(MetaCommand::DeleteStream {
             name,
             enforce_consumer_deletion,
@@ -345,8 +351,7 @@ impl Node {
         hours: u32,
         change: RetentionChange,
     ) -> Result<(), Error> {
-        let name: StreamName = name.parse()?;
-        self.stream_meta(&name).await?;
+        let name = self.known_stream(name).await?;
         self.meta_write(MetaCommand::UpdateRetention {
             name,
             hours,
@@ -433,14 +438,12 @@ impl Node {
     }
 
     pub async fn add_tags(&self, name: &str, tags: Vec<(String, String)>) -> Result<(), Error> {
-        let name: StreamName = name.parse()?;
-        self.stream_meta(&name).await?;
+        let name = self.known_stream(name).await?;
         self.meta_write(MetaCommand::AddTags { name, tags }).await
     }
 
     pub async fn remove_tags(&self, name: &str, keys: Vec<String>) -> Result<(), Error> {
-        let name: StreamName = name.parse()?;
-        self.stream_meta(&name).await?;
+        let name = self.known_stream(name).await?;
         self.meta_write(MetaCommand::RemoveTags { name, keys })
             .await
     }

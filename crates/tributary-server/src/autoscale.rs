@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
-use tributary_proto::internal::GroupLeaderRequest;
 use tributary_raft::meta::MetaCommand;
 use tributary_types::{ON_DEMAND_INITIAL_SHARDS, StreamMode};
 
@@ -31,7 +30,6 @@ pub const SPLIT_ABOVE: f64 = 0.5;
 /// Merge an adjacent pair whose busiest seconds add up to less than this.
 pub const MERGE_BELOW: f64 = 0.25;
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
-const ASK_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// This replica's view of its shard's load (only a leader has one).
 pub(crate) fn local_load(node: &Node, local: &ShardGroup) -> Option<WindowLoad> {
@@ -118,24 +116,11 @@ async fn shard_load(node: &Node, shard: &ShardMeta) -> Option<WindowLoad> {
     {
         return local_load(node, &local);
     }
-    for replica in shard.replicas.iter().filter(|id| **id != node.id()) {
-        let Some(address) = node.node_address(*replica) else {
-            continue;
-        };
-        let Ok(mut client) = node.router.client(*replica, &address) else {
-            continue;
-        };
-        let request = GroupLeaderRequest {
-            group_id: shard.group.0,
-        };
-        if let Ok(Ok(reply)) = tokio::time::timeout(ASK_TIMEOUT, client.group_leader(request)).await
-            && let Some(load) = reply.into_inner().load
-        {
-            return Some(WindowLoad {
-                min: load.min_utilization,
-                max: load.max_utilization,
-            });
-        }
-    }
-    None
+    crate::lifecycle::ask_replicas(node, shard, |reply| {
+        reply.load.map(|load| WindowLoad {
+            min: load.min_utilization,
+            max: load.max_utilization,
+        })
+    })
+    .await
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
-use tributary_proto::internal::GroupLeaderRequest;
+use tributary_proto::internal::{GroupLeaderReply, GroupLeaderRequest};
 use tributary_raft::meta::MetaCommand;
 use tributary_raft::shard::{ShardCommand, ShardResponse};
 use tributary_types::NodeId;
@@ -161,7 +161,17 @@ pub(crate) async fn shard_leader(node: &Node, shard: &ShardMeta) -> Option<NodeI
     if let Some(local) = node.shard_group(shard.group) {
         return local.current_leader();
     }
-    for replica in &shard.replicas {
+    ask_replicas(node, shard, |reply| reply.leader).await
+}
+
+/// Asks the other replicas of a shard, in order, what they know of its group (the internal
+/// `GroupLeader` RPC) until `pick` finds what it wants in an answer.
+pub(crate) async fn ask_replicas<T>(
+    node: &Node,
+    shard: &ShardMeta,
+    pick: impl Fn(GroupLeaderReply) -> Option<T>,
+) -> Option<T> {
+    for replica in shard.replicas.iter().filter(|id| **id != node.id()) {
         let Some(address) = node.node_address(*replica) else {
             continue;
         };
@@ -172,9 +182,9 @@ pub(crate) async fn shard_leader(node: &Node, shard: &ShardMeta) -> Option<NodeI
             group_id: shard.group.0,
         };
         if let Ok(Ok(reply)) = tokio::time::timeout(ASK_TIMEOUT, client.group_leader(request)).await
-            && let Some(leader) = reply.into_inner().leader
+            && let Some(found) = pick(reply.into_inner())
         {
-            return Some(leader);
+            return Some(found);
         }
     }
     None

@@ -22,6 +22,20 @@ impl fmt::Display for GroupId {
     }
 }
 
+/// Kinesis' rule for stream and consumer names: 1..=128 characters of `[a-zA-Z0-9_.-]`.
+pub(crate) fn check_name(name: &str, field: &str) -> Result<(), Error> {
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if name.is_empty() || name.len() > 128 || !valid_chars {
+        return Err(Error::invalid_argument(format!(
+            "Value '{name}' at '{field}' failed to satisfy constraint: Member must have length \
+             between 1 and 128 and match pattern [a-zA-Z0-9_.-]+"
+        )));
+    }
+    Ok(())
+}
+
 /// A validated stream name: 1..=128 characters of `[a-zA-Z0-9_.-]`, as in Kinesis.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct StreamName(String);
@@ -36,15 +50,7 @@ impl FromStr for StreamName {
     type Err = Error;
 
     fn from_str(name: &str) -> Result<Self, Error> {
-        let valid_chars = name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if name.is_empty() || name.len() > 128 || !valid_chars {
-            return Err(Error::invalid_argument(format!(
-                "Value '{name}' at 'streamName' failed to satisfy constraint: Member must have length \
-                 between 1 and 128 and match pattern [a-zA-Z0-9_.-]+"
-            )));
-        }
+        check_name(name, "streamName")?;
         Ok(StreamName(name.to_string()))
     }
 }

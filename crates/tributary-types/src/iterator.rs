@@ -3,11 +3,11 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use md5::{Digest, Md5};
 
 use crate::error::{Error, ErrorCode};
 use crate::ids::{ShardId, StreamName};
 use crate::sequence::SequenceNumber;
+use crate::token::{CHECKSUM_LEN, checksum};
 
 /// How long an iterator stays valid after it is issued, as in Kinesis.
 pub const ITERATOR_TTL_MS: u64 = 5 * 60 * 1000;
@@ -38,7 +38,6 @@ pub struct ShardIterator {
 }
 
 const TOKEN_VERSION: u8 = 1;
-const CHECKSUM_LEN: usize = 8;
 
 impl ShardIterator {
     pub fn encode(&self) -> String {
@@ -99,13 +98,6 @@ impl ShardIterator {
             issued_at_ms,
         })
     }
-}
-
-fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_LEN] {
-    let digest: [u8; 16] = Md5::digest(bytes).into();
-    let mut out = [0u8; CHECKSUM_LEN];
-    out.copy_from_slice(&digest[..CHECKSUM_LEN]);
-    out
 }
 
 #[cfg(test)]

@@ -113,15 +113,7 @@ impl FromStr for ConsumerName {
     type Err = Error;
 
     fn from_str(name: &str) -> Result<Self, Error> {
-        let valid_chars = name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if name.is_empty() || name.len() > 128 || !valid_chars {
-            return Err(Error::invalid_argument(format!(
-                "Value '{name}' at 'consumerName' failed to satisfy constraint: Member must have length \
-                 between 1 and 128 and match pattern [a-zA-Z0-9_.-]+"
-            )));
-        }
+        crate::ids::check_name(name, "consumerName")?;
         Ok(ConsumerName(name.to_string()))
     }
 }

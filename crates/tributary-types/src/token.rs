@@ -12,7 +12,8 @@ use crate::error::{Error, ErrorCode};
 pub const NEXT_TOKEN_TTL_MS: u64 = 5 * 60 * 1000;
 
 const TOKEN_VERSION: u8 = 1;
-const CHECKSUM_LEN: usize = 8;
+/// Opaque tokens (iterators, NextTokens) end with this many bytes of their body's MD5.
+pub(crate) const CHECKSUM_LEN: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NextToken {
@@ -76,7 +77,7 @@ impl NextToken {
     }
 }
 
-fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_LEN] {
+pub(crate) fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_LEN] {
     let digest: [u8; 16] = Md5::digest(bytes).into();
     let mut out = [0u8; CHECKSUM_LEN];
     out.copy_from_slice(&digest[..CHECKSUM_LEN]);
