@@ -108,6 +108,12 @@ async fn lifecycle_modes_retention_tags_and_consumers() {
         &["stream", "mode", "auto", "on-demand"],
         "INVALID_ARGUMENT",
     );
+    // ON_DEMAND streams scale themselves: users cannot reshard them.
+    expect_code(
+        &cluster,
+        &["stream", "scale", "auto", "--target", "5"],
+        "INVALID_ARGUMENT",
+    );
     cli_json(
         &cluster,
         &["stream", "mode", "auto", "provisioned", "--json"],

@@ -75,6 +75,8 @@ pub enum MetaCommand {
         new_starting_hash_key: u128,
         at_ms: u64,
         down_nodes: Vec<NodeId>,
+        /// Issued by the on-demand scaler (users reshard PROVISIONED streams only).
+        by_scaler: bool,
     },
     MergeShards {
         name: StreamName,
@@ -82,6 +84,7 @@ pub enum MetaCommand {
         adjacent_shard: ShardId,
         at_ms: u64,
         down_nodes: Vec<NodeId>,
+        by_scaler: bool,
     },
     UpdateShardCount {
         name: StreamName,

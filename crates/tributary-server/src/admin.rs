@@ -379,6 +379,7 @@ impl Node {
             new_starting_hash_key,
             at_ms: now_ms(),
             down_nodes,
+            by_scaler: false,
         })
         .await
     }
@@ -400,6 +401,7 @@ impl Node {
             adjacent_shard,
             at_ms: now_ms(),
             down_nodes,
+            by_scaler: false,
         })
         .await
     }

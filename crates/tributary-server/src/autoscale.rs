@@ -92,6 +92,7 @@ async fn decide(node: &Node, stream: &StreamMeta) -> Option<MetaCommand> {
             new_starting_hash_key: middle,
             at_ms: now_ms(),
             down_nodes: Vec::new(),
+            by_scaler: true,
         });
     }
     if open.len() <= ON_DEMAND_INITIAL_SHARDS as usize {
@@ -104,6 +105,7 @@ async fn decide(node: &Node, stream: &StreamMeta) -> Option<MetaCommand> {
             adjacent_shard: open[i + 1].shard_id,
             at_ms: now_ms(),
             down_nodes: Vec::new(),
+            by_scaler: true,
         }),
         _ => None,
     })

@@ -472,6 +472,7 @@ mod tests {
             new_starting_hash_key: middle,
             at_ms: 50,
             down_nodes: Vec::new(),
+            by_scaler: false,
         };
         state.apply(&split).unwrap();
         let stream = state.stream(&name()).unwrap();
@@ -514,6 +515,7 @@ mod tests {
             new_starting_hash_key: 5,
             at_ms: 60,
             down_nodes: Vec::new(),
+            by_scaler: false,
         };
         assert_eq!(
             state.apply(&outside).unwrap_err().code,
@@ -530,6 +532,7 @@ mod tests {
             adjacent_shard: ShardId(b),
             at_ms: 70,
             down_nodes: Vec::new(),
+            by_scaler: false,
         };
         assert_eq!(
             state.apply(&merge(0, 2)).unwrap_err().code,
@@ -594,6 +597,40 @@ mod tests {
         };
         state.apply(&scale).unwrap();
         assert_eq!(open_ranges(&state), HashKeyRange::split_evenly(8));
+    }
+
+    #[test]
+    fn on_demand_streams_are_resharded_by_the_scaler_alone() {
+        let mut state = state_with(4);
+        state
+            .apply(&MetaCommand::UpdateStreamMode {
+                name: name(),
+                mode: StreamMode::OnDemand,
+            })
+            .unwrap();
+        let split = |by_scaler| MetaCommand::SplitShard {
+            name: name(),
+            shard: ShardId(0),
+            new_starting_hash_key: 1 << 100,
+            at_ms: 5,
+            down_nodes: Vec::new(),
+            by_scaler,
+        };
+        assert_eq!(
+            state.apply(&split(false)).unwrap_err().code,
+            ErrorCode::InvalidArgument
+        );
+        let scale = MetaCommand::UpdateShardCount {
+            name: name(),
+            target: 5,
+            at_ms: 5,
+            down_nodes: Vec::new(),
+        };
+        assert_eq!(
+            state.apply(&scale).unwrap_err().code,
+            ErrorCode::InvalidArgument
+        );
+        state.apply(&split(true)).unwrap();
     }
 
     #[test]

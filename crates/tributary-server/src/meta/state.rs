@@ -110,6 +110,22 @@ impl StreamMeta {
         ))
     }
 
+    /// Users reshard PROVISIONED streams; ON_DEMAND streams are resharded by the scaler alone
+    /// (Kinesis answers a ValidationException).
+    pub fn require_resharder(&self, by_scaler: bool, operation: &str) -> Result<(), Error> {
+        match (self.mode, by_scaler) {
+            (StreamMode::Provisioned, false) | (StreamMode::OnDemand, true) => Ok(()),
+            (StreamMode::OnDemand, false) => Err(Error::invalid_argument(format!(
+                "{operation} is not supported for stream {} in ON_DEMAND mode; it scales itself",
+                self.name
+            ))),
+            (StreamMode::Provisioned, true) => Err(Error::invalid_argument(format!(
+                "Stream {} is PROVISIONED now; the on-demand scaler leaves it alone",
+                self.name
+            ))),
+        }
+    }
+
     /// Refuses an operation on a stream that is being created or deleted.
     pub fn require_usable(&self, operation: &str) -> Result<(), Error> {
         if matches!(self.status, StreamStatus::Active | StreamStatus::Updating) {
@@ -347,20 +363,34 @@ impl MetaState {
                 new_starting_hash_key,
                 at_ms,
                 down_nodes,
-            } => self.split_shard(name, *shard, *new_starting_hash_key, *at_ms, down_nodes),
+                by_scaler,
+            } => {
+                self.stream(name)?
+                    .require_resharder(*by_scaler, "SplitShard")?;
+                self.split_shard(name, *shard, *new_starting_hash_key, *at_ms, down_nodes)
+            }
             MetaCommand::MergeShards {
                 name,
                 shard,
                 adjacent_shard,
                 at_ms,
                 down_nodes,
-            } => self.merge_shards(name, *shard, *adjacent_shard, *at_ms, down_nodes),
+                by_scaler,
+            } => {
+                self.stream(name)?
+                    .require_resharder(*by_scaler, "MergeShards")?;
+                self.merge_shards(name, *shard, *adjacent_shard, *at_ms, down_nodes)
+            }
             MetaCommand::UpdateShardCount {
                 name,
                 target,
                 at_ms,
                 down_nodes,
-            } => self.update_shard_count(name, *target, *at_ms, down_nodes),
+            } => {
+                self.stream(name)?
+                    .require_resharder(false, "UpdateShardCount")?;
+                self.update_shard_count(name, *target, *at_ms, down_nodes)
+            }
             MetaCommand::SealShard {
                 name,
                 shard,
