@@ -204,6 +204,8 @@ async fn follow_shard(
     }
 }
 
+/// RESOURCE_IN_USE (another subscriber of this consumer took the shard over) is final: two
+/// subscribers must not take a shard from each other forever.
 fn retryable(code: ErrorCode) -> bool {
-    code.is_retryable() || code == ErrorCode::ResourceInUse
+    code.is_retryable()
 }

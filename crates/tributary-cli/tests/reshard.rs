@@ -484,6 +484,32 @@ async fn fan_out_pushes_at_once_and_survives_a_leader_change() {
         delays.push(sent.elapsed());
     }
     eprintln!("put-to-push delays: {delays:?}");
+
+    // A second subscription of the same consumer to the shard takes over; the first ends with
+    // RESOURCE_IN_USE.
+    let _second = client
+        .subscribe_to_shard(v1::SubscribeToShardRequest {
+            stream_name: "live".into(),
+            consumer_name: "watcher".into(),
+            shard_id: "shardId-000000000000".into(),
+            starting_position: Some(v1::StartingPosition {
+                r#type: "LATEST".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.message())
+            .await
+            .expect("the first subscription ends within 5 s")
+        {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the first subscription ended without an error"),
+            Err(status) => break tributary_client::error_from_status(&status),
+        }
+    };
+    assert_eq!(ended.code.as_str(), "RESOURCE_IN_USE", "{ended}");
     drop(events);
 
     // A CLI subscriber keeps going across a crash of the shard's leader.

@@ -13,9 +13,12 @@ use std::time::Duration;
 
 use futures::SinkExt;
 use futures::channel::mpsc;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tributary_proto::v1;
-use tributary_types::{ConsumerName, Error, SequenceNumber, ShardId, ShardIterator, StreamName};
+use tributary_types::{
+    ConsumerName, Error, ErrorCode, SequenceNumber, ShardId, ShardIterator, StreamName,
+};
 
 use crate::api::{ChildShard, SubscribeEvent};
 use crate::groups::ShardGroup;
@@ -38,6 +41,26 @@ const SUBSCRIPTION_BYTES_PER_SEC: f64 = 2.0 * 1024.0 * 1024.0;
 const EVENT_BUFFER: usize = 4;
 
 pub type Events = mpsc::Receiver<Result<SubscribeEvent, Error>>;
+
+/// The live subscriptions a node serves, one per (stream, consumer, shard): as in Kinesis, a new
+/// subscription takes over and the older one ends with RESOURCE_IN_USE.
+#[derive(Default)]
+pub struct Subscriptions {
+    live: std::sync::Mutex<
+        std::collections::HashMap<(StreamName, ConsumerName, ShardId), watch::Sender<u64>>,
+    >,
+}
+
+impl Subscriptions {
+    /// Registers a new subscription; its receiver changes when a newer one takes over.
+    fn take_over(&self, key: (StreamName, ConsumerName, ShardId)) -> (u64, watch::Receiver<u64>) {
+        let mut live = self.live.lock().expect("subscriptions lock poisoned");
+        let sender = live.entry(key).or_insert_with(|| watch::channel(0).0);
+        let generation = *sender.borrow() + 1;
+        sender.send_replace(generation);
+        (generation, sender.subscribe())
+    }
+}
 
 /// Where to start, as SubscribeToShard's StartingPosition has it.
 #[derive(Debug, Clone)]
@@ -113,9 +136,12 @@ impl Node {
             .from_inclusive;
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let node = self.clone();
+        let turn = self
+            .subscriptions
+            .take_over((stream.clone(), consumer.clone(), shard_id));
         tokio::spawn(async move {
             let mut errors = tx.clone();
-            if let Err(error) = serve(&node, local_opt, &stream, shard_id, from, tx).await {
+            if let Err(error) = serve(&node, local_opt, &stream, shard_id, from, turn, tx).await {
                 let _ = errors.send(Err(error)).await;
             }
         });
@@ -168,8 +194,15 @@ async fn serve(
     stream: &StreamName,
     shard_id: ShardId,
     mut from: SequenceNumber,
+    (generation, mut turn): (u64, watch::Receiver<u64>),
     mut tx: mpsc::Sender<Result<SubscribeEvent, Error>>,
 ) -> Result<(), Error> {
+    let taken_over = || {
+        Error::new(
+            ErrorCode::ResourceInUse,
+            format!("A newer subscription to {shard_id} by this consumer took over"),
+        )
+    };
     let deadline = Instant::now() + SUBSCRIPTION_LIFETIME;
     let mut stop = node.stop_signal();
     let Some(local) = local_opt else {
@@ -182,6 +215,9 @@ async fn serve(
     let mut balance = SUBSCRIPTION_BYTES_PER_SEC;
     let mut balance_at = Instant::now();
     loop {
+        if *turn.borrow_and_update() != generation {
+            return Err(taken_over());
+        }
         // The catalogue says when the shard was sealed; re-read it for every batch.
         let (shard, children): (ShardMeta, Vec<ChildShard>) =
             node.shard_and_children(stream, shard_id).await?;
@@ -224,6 +260,7 @@ async fn serve(
         if caught_up {
             tokio::select! {
                 changed = tip.changed() => if changed.is_err() { return Ok(()) },
+                _ = turn.changed() => return Err(taken_over()),
                 _ = tokio::time::sleep(IDLE_EVENT_INTERVAL) => {}
                 _ = stop.changed() => return Ok(()),
                 _ = tokio::time::sleep_until(deadline) => return Ok(()),

@@ -45,6 +45,8 @@ pub struct Node {
     /// Leaders learned from NOT_LEADER answers, for groups this node does not replicate.
     pub(crate) leader_hints: Mutex<HashMap<GroupId, NodeId>>,
     public_clients: Mutex<HashMap<String, TributaryClient<Channel>>>,
+    /// Enhanced fan-out subscriptions served here.
+    pub(crate) subscriptions: crate::fanout::Subscriptions,
     serving: AtomicBool,
     stop_tx: watch::Sender<bool>,
 }
@@ -150,6 +152,7 @@ impl Node {
             groups: Groups::default(),
             leader_hints: Mutex::new(HashMap::new()),
             public_clients: Mutex::new(HashMap::new()),
+            subscriptions: crate::fanout::Subscriptions::default(),
             serving: AtomicBool::new(false),
             stop_tx,
         });
