@@ -30,6 +30,9 @@ pub struct DevArgs {
     base_port: u16,
     #[arg(long, default_value = "./tributary-data")]
     data_dir: PathBuf,
+    /// Per-shard throughput limits of every node: kinesis or off (benchmarks).
+    #[arg(long, value_enum, default_value = "kinesis")]
+    shard_limits: tributary_server::config::ShardLimits,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
@@ -64,6 +67,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--peers", &peers.join(","), "--http-listen", &http])
+            .args(["--shard-limits", limits_flag(args.shard_limits)])
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting node {id}"))?;
@@ -105,6 +109,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn limits_flag(limits: tributary_server::config::ShardLimits) -> &'static str {
+    match limits {
+        tributary_server::config::ShardLimits::Kinesis => "kinesis",
+        tributary_server::config::ShardLimits::Off => "off",
+    }
 }
 
 async fn wait_until_ready(client: &Client, nodes: usize) -> anyhow::Result<()> {
