@@ -273,6 +273,31 @@ async fn puts_iterators_and_reads_follow_kinesis_rules() {
     assert_eq!(rest.records.len(), 10);
     assert_eq!(rest.millis_behind_latest, 0);
     assert!(rest.next_shard_iterator.is_some() && rest.child_shards.is_empty());
+
+    // At most 10 MiB per GetRecords call: 12 records of almost 1 MiB take two calls.
+    client.create_stream("big", 1, None).await.unwrap();
+    for call in 0..3 {
+        let batch: Vec<_> = (0..4)
+            .map(|i| entry(&format!("big-{call}-{i}"), vec![b'b'; 1024 * 1024 - 64]))
+            .collect();
+        let response = client.put_records("big", batch).await.unwrap();
+        assert_eq!(response.failed_record_count, 0);
+    }
+    let trim = iterator(&client, "big", "TRIM_HORIZON", None).await;
+    let first = client.get_records(&trim, None).await.unwrap();
+    let bytes: usize = first
+        .records
+        .iter()
+        .map(|r| r.data.len() + r.partition_key.len())
+        .sum();
+    assert!(bytes <= 10 * 1024 * 1024, "{bytes} bytes in one call");
+    assert_eq!(first.records.len(), 10);
+    assert!(first.millis_behind_latest > 0);
+    let second = client
+        .get_records(first.next_shard_iterator.as_deref().unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(second.records.len(), 2);
 }
 
 /// Epoch ms as RFC 3339 (UTC), computed by hand to keep the test's dependencies small.

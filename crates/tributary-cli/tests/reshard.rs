@@ -190,6 +190,11 @@ async fn split_merge_and_scale_under_load_lose_and_reorder_nothing() {
     let producer = tokio::spawn(produce(cluster.client_of(2), "rs", stop.clone()));
 
     // Split shard 0 in the middle of its range.
+    let before_split = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
     let description = client.describe_stream("rs").await.unwrap();
     let end0: u128 = description.shards[0].ending_hash_key.parse().unwrap();
     let middle = (end0 / 2).to_string();
@@ -380,6 +385,16 @@ async fn split_merge_and_scale_under_load_lose_and_reorder_nothing() {
             .collect::<Vec<_>>()
     };
     assert_eq!(list("at-latest").len(), 4);
+    assert_eq!(
+        list(&format!("at-timestamp:{before_split}")),
+        ["shardId-000000000000", "shardId-000000000001"],
+        "the shards open before the split"
+    );
+    assert_eq!(
+        list(&format!("from-timestamp:{before_split}")).len(),
+        description.shards.len(),
+        "every shard closed after that time, and the open ones"
+    );
     assert_eq!(
         list("at-trim-horizon"),
         ["shardId-000000000000", "shardId-000000000001"]

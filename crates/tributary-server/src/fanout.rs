@@ -232,7 +232,7 @@ async fn serve(
         )
         .await?;
         from = batch.next_from;
-        let caught_up = batch.records.len() < EVENT_RECORD_LIMIT && batch.bytes < EVENT_MAX_BYTES;
+        let caught_up = !batch.more;
         let event = if batch.at_shard_end {
             shard_end_event(batch.records, children)
         } else {

@@ -294,6 +294,8 @@ pub(crate) struct ReadBatch {
     pub millis_behind_latest: u64,
     /// Nothing more will ever be read: the shard is closed, sealed on this replica, and read out.
     pub at_shard_end: bool,
+    /// The limit or the byte cap left records unread.
+    pub more: bool,
 }
 
 /// Reads up to `limit` records (about `max_bytes`) from `from` on this node's replica.
@@ -307,10 +309,10 @@ pub(crate) async fn read_batch(
 ) -> Result<ReadBatch, Error> {
     let store = node.store.clone();
     let group = local.group;
-    let (records, tip_opt) = tokio::task::spawn_blocking(move || {
-        let records = records::read(&store, group, from, limit, max_bytes)?;
+    let (records, more, tip_opt) = tokio::task::spawn_blocking(move || {
+        let (records, more) = records::read(&store, group, from, limit, max_bytes)?;
         let tip = records::last(&store, group)?;
-        Ok::<_, std::io::Error>((records, tip))
+        Ok::<_, std::io::Error>((records, more, tip))
     })
     .await
     .map_err(|e| Error::internal(format!("read task failed: {e}")))?
@@ -341,7 +343,7 @@ pub(crate) async fn read_batch(
             .borrow_watched()
             .last_applied
             .is_some_and(|applied| applied.index() >= seal_index);
-        applied_seal && records.len() < limit && bytes < max_bytes
+        applied_seal && !more
     });
     Ok(ReadBatch {
         records,
@@ -353,6 +355,7 @@ pub(crate) async fn read_batch(
             millis_behind_latest
         },
         at_shard_end,
+        more,
     })
 }
 

@@ -100,7 +100,7 @@ async fn applying_numbers_records_from_the_log_and_survives_reopen() {
         "the applied index is stored with the records"
     );
     assert_eq!(*tip.borrow(), Some(SequenceNumber::new(shard, 2, 0)));
-    let stored = records::read(
+    let (stored, more) = records::read(
         &store,
         group,
         SequenceNumber::shard_start(shard),
@@ -108,6 +108,14 @@ async fn applying_numbers_records_from_the_log_and_survives_reopen() {
         usize::MAX,
     )
     .unwrap();
+    assert!(!more, "every record was read");
+    // The byte cap: at least one record, never more than the cap after the first, and it
+    // says when it left records unread.
+    let start = SequenceNumber::shard_start(shard);
+    let (one, more) = records::read(&store, group, start, 10, 1).unwrap();
+    assert!(one.len() == 1 && more);
+    let (two, more) = records::read(&store, group, start, 2, usize::MAX).unwrap();
+    assert!(two.len() == 2 && more);
     let numbers: Vec<SequenceNumber> = stored.iter().map(|r| r.sequence_number).collect();
     assert_eq!(
         numbers,
@@ -134,6 +142,7 @@ async fn applying_numbers_records_from_the_log_and_survives_reopen() {
             usize::MAX
         )
         .unwrap()
+        .0
         .len(),
         3
     );

@@ -36,15 +36,15 @@ pub fn put(
     Ok(())
 }
 
-/// Up to `limit` records (and about `max_bytes` of data, at least one record) from
-/// `from_inclusive` on, in sequence order.
+/// Up to `limit` records and `max_bytes` of data and keys (but at least one record) from
+/// `from_inclusive` on, in sequence order, and whether a limit left records unread.
 pub fn read(
     store: &Store,
     group: GroupId,
     from_inclusive: SequenceNumber,
     limit: usize,
     max_bytes: usize,
-) -> std::io::Result<Vec<StoredRecord>> {
+) -> std::io::Result<(Vec<StoredRecord>, bool)> {
     let mut options = ReadOptions::default();
     options.set_iterate_upper_bound(keys::group_end(group).to_vec());
     let from = keys::record_key(group, from_inclusive);
@@ -56,12 +56,16 @@ pub fn read(
             .db()
             .iterator_cf_opt(cf, options, IteratorMode::From(&from, Direction::Forward))
     {
-        if out.len() >= limit || (bytes >= max_bytes && !out.is_empty()) {
-            break;
-        }
         let (key, value) = item.map_err(io_error)?;
+        if out.len() >= limit {
+            return Ok((out, true));
+        }
         let decoded: RecordValue = postcard::from_bytes(&value).map_err(io_error)?;
-        bytes += decoded.data.len() + decoded.partition_key.len();
+        let size = decoded.data.len() + decoded.partition_key.len();
+        if bytes + size > max_bytes && !out.is_empty() {
+            return Ok((out, true));
+        }
+        bytes += size;
         out.push(StoredRecord {
             sequence_number: keys::sequence_number_of(&key),
             approximate_arrival_timestamp_ms: decoded.arrival_ms,
@@ -69,7 +73,7 @@ pub fn read(
             data: Bytes::copy_from_slice(decoded.data),
         });
     }
-    Ok(out)
+    Ok((out, false))
 }
 
 /// The number of the first record (in sequence order) that arrived at or after `timestamp_ms`.
