@@ -11,6 +11,7 @@ mod iterator;
 mod record;
 mod sequence;
 mod stream;
+pub mod table;
 mod token;
 
 pub use error::{Error, ErrorCode, Result};
