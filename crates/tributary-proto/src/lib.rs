@@ -12,5 +12,6 @@ pub mod internal {
 }
 
 mod status;
+pub mod table;
 
 pub use status::{error_from_status, status_from_error};

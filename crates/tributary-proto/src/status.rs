@@ -34,6 +34,10 @@ pub fn status_from_error(error: Error) -> Status {
         message: error.message.clone(),
         leader_id,
         leader_address,
+        current_item: error
+            .current_item_opt
+            .as_deref()
+            .map(crate::table::item_to_proto),
     };
     Status::with_details(
         grpc_code(error.code),
@@ -50,10 +54,15 @@ pub fn error_from_status(status: &Status) -> Error {
         && let Some(code) = ErrorCode::parse(&detail.code)
     {
         let leader_opt = detail.leader_id.zip(detail.leader_address);
+        let current_item_opt = detail
+            .current_item
+            .and_then(|item| crate::table::item_from_proto(item).ok())
+            .map(Box::new);
         return Error {
             code,
             message: detail.message,
             leader_opt,
+            current_item_opt,
         };
     }
     Error::internal(format!("{:?}: {}", status.code(), status.message()))

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use tributary_types::table::{Condition, Item, Update};
 use tributary_types::{
     ConsumerName, Error, NodeId, SequenceNumber, ShardId, StreamMode, StreamName,
 };
@@ -105,6 +106,36 @@ pub enum MetaCommand {
         name: StreamName,
         shards: Vec<ShardId>,
     },
+    /// Lease tables (conditions are evaluated at apply, so conditional writes are linearizable).
+    Table(TableCommand),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum TableCommand {
+    CreateTable {
+        table: String,
+        key_attribute: String,
+        created_at_ms: u64,
+    },
+    DeleteTable {
+        table: String,
+    },
+    PutItem {
+        table: String,
+        item: Item,
+        condition: Option<Condition>,
+    },
+    UpdateItem {
+        table: String,
+        key: String,
+        updates: Vec<Update>,
+        condition: Option<Condition>,
+    },
+    DeleteItem {
+        table: String,
+        key: String,
+        condition: Option<Condition>,
+    },
 }
 
 /// Kinesis has two calls, and each refuses a change in the other direction.
@@ -155,6 +186,17 @@ impl fmt::Display for MetaCommand {
                 write!(f, "update-shard-count({name}, {target})")
             }
             MetaCommand::SealShard { name, shard, .. } => write!(f, "seal-shard({name}, {shard})"),
+            MetaCommand::Table(command) => match command {
+                TableCommand::CreateTable { table, .. } => write!(f, "create-table({table})"),
+                TableCommand::DeleteTable { table } => write!(f, "delete-table({table})"),
+                TableCommand::PutItem { table, .. } => write!(f, "put-item({table})"),
+                TableCommand::UpdateItem { table, key, .. } => {
+                    write!(f, "update-item({table}, {key})")
+                }
+                TableCommand::DeleteItem { table, key, .. } => {
+                    write!(f, "delete-item({table}, {key})")
+                }
+            },
             MetaCommand::ExpireShards { name, shards } => {
                 write!(f, "expire-shards({name}, {})", shards.len())
             }
@@ -167,6 +209,8 @@ impl fmt::Display for MetaCommand {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MetaResponse {
     pub result: Option<Result<(), Error>>,
+    /// For UpdateItem: the item after the update.
+    pub item_opt: Option<Item>,
 }
 
 openraft::declare_raft_types!(

@@ -26,6 +26,7 @@ mod retention;
 pub mod service;
 pub mod shard;
 mod sm_store;
+pub mod tables;
 mod telemetry;
 mod writes;
 

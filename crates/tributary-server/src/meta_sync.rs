@@ -61,7 +61,7 @@ impl Node {
 
     /// Waits until this node's catalogue has applied everything the metadata leader had
     /// committed when asked.
-    async fn sync_metadata(&self) -> Result<(), Error> {
+    pub(crate) async fn sync_metadata(&self) -> Result<(), Error> {
         let deadline = Instant::now() + META_SYNC_TIMEOUT;
         let leader = self
             .meta_raft

@@ -489,6 +489,14 @@ impl Node {
 
     /// Proposes a metadata command through the metadata leader, waiting at most the admin timeout.
     pub(crate) async fn meta_write(&self, command: MetaCommand) -> Result<(), Error> {
+        self.meta_write_item(command).await.map(|_| ())
+    }
+
+    /// [`Node::meta_write`] for table commands: also answers the item an update wrote.
+    pub(crate) async fn meta_write_item(
+        &self,
+        command: MetaCommand,
+    ) -> Result<Option<tributary_types::table::Item>, Error> {
         let deadline = Instant::now() + self.config.admin_timeout;
         let mut last_why: String;
         let mut next_peer = 0usize;
@@ -537,11 +545,11 @@ impl Node {
                 },
             };
             match attempt {
-                Attempt::Done(Ok(MetaResponse { result })) => {
+                Attempt::Done(Ok(MetaResponse { result, item_opt })) => {
                     // Read-your-writes: this node's catalogue applies the change before the
                     // caller looks (a forwarded write commits on the leader first).
                     self.catch_up_metadata().await;
-                    return result.unwrap_or(Ok(()));
+                    return result.unwrap_or(Ok(())).map(|()| item_opt);
                 }
                 Attempt::Done(Err(error)) => return Err(metadata_unavailable(error)),
                 Attempt::Retry { why, .. } => last_why = why,

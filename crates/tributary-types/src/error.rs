@@ -89,6 +89,8 @@ pub struct Error {
     pub message: String,
     /// For [`ErrorCode::NotLeader`]: the leader's node id and address when known.
     pub leader_opt: Option<(u64, String)>,
+    /// For [`ErrorCode::ConditionalCheckFailed`]: the item as it was, when it exists.
+    pub current_item_opt: Option<Box<crate::table::Item>>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -99,6 +101,7 @@ impl Error {
             code,
             message: message.into(),
             leader_opt: None,
+            current_item_opt: None,
         }
     }
 

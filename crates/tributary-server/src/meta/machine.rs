@@ -11,7 +11,7 @@ use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMe
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::WriteBatch;
 use tokio::sync::watch;
-use tributary_raft::meta::{MetaResponse, MetaTypeConfig};
+use tributary_raft::meta::{MetaCommand, MetaResponse, MetaTypeConfig};
 use tributary_storage::{Store, io_error, keys};
 use tributary_types::METADATA_GROUP;
 
@@ -138,21 +138,29 @@ impl RaftStateMachine<C> for MetaMachine {
         Strm: Stream<Item = std::io::Result<EntryResponder<C>>> + Unpin + OptionalSend,
     {
         let mut responses = Vec::new();
+        // Lease-table churn must not wake every catalogue watcher (the shard reconciler, ...).
+        let mut catalogue_changed = false;
         let mut state = self.state.read().expect("meta state lock poisoned").clone();
         while let Some((entry, responder)) = entries.try_next().await? {
             self.applied = Some(entry.log_id());
             let response = match &entry.payload {
                 EntryPayload::Blank => MetaResponse::default(),
                 EntryPayload::Normal(command) => {
-                    let result = state.apply(command);
-                    if let Err(error) = &result {
-                        tracing::debug!(%command, %error, "metadata command refused");
-                    }
+                    catalogue_changed |= !matches!(command, MetaCommand::Table(_));
+                    let (result, item_opt) = match state.apply_with_item(command) {
+                        Ok(item_opt) => (Ok(()), item_opt),
+                        Err(error) => {
+                            tracing::debug!(%command, %error, "metadata command refused");
+                            (Err(error), None)
+                        }
+                    };
                     MetaResponse {
                         result: Some(result),
+                        item_opt,
                     }
                 }
                 EntryPayload::Membership(membership) => {
+                    catalogue_changed = true;
                     self.membership =
                         StoredMembershipOf::<C>::new(Some(entry.log_id()), membership.clone());
                     MetaResponse::default()
@@ -164,7 +172,9 @@ impl RaftStateMachine<C> for MetaMachine {
         }
         self.persist(&state, false)?;
         *self.state.write().expect("meta state lock poisoned") = state;
-        self.publish();
+        if catalogue_changed {
+            self.publish();
+        }
         for (responder, response) in responses {
             responder.send(response);
         }

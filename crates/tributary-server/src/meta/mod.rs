@@ -5,6 +5,7 @@ mod machine;
 pub mod placement;
 mod reshard;
 pub mod state;
+pub mod tables;
 
 pub use machine::{MetaMachine, MetaView};
 pub use state::{

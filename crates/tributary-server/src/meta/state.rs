@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use tributary_raft::meta::{MetaCommand, RetentionChange};
+use tributary_types::table::Item;
 use tributary_types::{
     ConsumerName, Error, ErrorCode, GroupId, HashKeyRange, MAX_CONSUMERS_PER_STREAM,
     MAX_RETENTION_HOURS, MAX_SHARDS_PER_STREAM, METADATA_GROUP, MIN_RETENTION_HOURS, NodeId,
@@ -147,6 +148,8 @@ pub struct MetaState {
     pub nodes: BTreeMap<NodeId, NodeInfo>,
     pub streams: BTreeMap<StreamName, StreamMeta>,
     pub next_group: u64,
+    /// Lease tables (see `tables.rs`).
+    pub tables: BTreeMap<String, super::tables::TableMeta>,
 }
 
 impl Default for MetaState {
@@ -156,6 +159,7 @@ impl Default for MetaState {
             nodes: BTreeMap::new(),
             streams: BTreeMap::new(),
             next_group: 1,
+            tables: BTreeMap::new(),
         }
     }
 }
@@ -200,7 +204,20 @@ impl MetaState {
     }
 
     pub fn apply(&mut self, command: &MetaCommand) -> Result<(), Error> {
+        self.apply_with_item(command).map(|_| ())
+    }
+
+    /// Applies a command; table updates also answer the item they wrote.
+    pub fn apply_with_item(&mut self, command: &MetaCommand) -> Result<Option<Item>, Error> {
+        if let MetaCommand::Table(table_command) = command {
+            return self.apply_table(table_command);
+        }
+        self.apply_catalogue(command).map(|()| None)
+    }
+
+    fn apply_catalogue(&mut self, command: &MetaCommand) -> Result<(), Error> {
         match command {
+            MetaCommand::Table(_) => unreachable!("table commands are applied by apply_table"),
             MetaCommand::RegisterNode {
                 node_id,
                 az,

@@ -4,12 +4,14 @@
 pub mod convert;
 mod internal;
 mod public;
+mod tables;
 
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tributary_proto::internal::internal_server::InternalServer;
+use tributary_proto::v1::tables_server::TablesServer;
 use tributary_proto::v1::tributary_server::TributaryServer;
 use tributary_raft::network::MAX_INTERNAL_MESSAGE_BYTES;
 
@@ -21,6 +23,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
     let public = TributaryServer::new(public::PublicService { node: node.clone() })
         .max_decoding_message_size(MAX_PUBLIC_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_PUBLIC_MESSAGE_BYTES);
+    let tables = TablesServer::new(tables::TablesService { node: node.clone() });
     let internal = InternalServer::new(internal::InternalService { node })
         .max_decoding_message_size(MAX_INTERNAL_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_INTERNAL_MESSAGE_BYTES);
@@ -29,6 +32,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
     };
     let result = tonic::transport::Server::builder()
         .add_service(public)
+        .add_service(tables)
         .add_service(internal)
         // Sockets accepted here do not get the builder's TCP settings: set no-delay on them, or
         // every small response waits for a delayed ACK (about 40 ms per call).

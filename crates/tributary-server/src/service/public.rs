@@ -20,7 +20,7 @@ pub struct PublicService {
     pub node: Arc<Node>,
 }
 
-fn status(error: Error) -> Status {
+pub(crate) fn status(error: Error) -> Status {
     telemetry::record_error(error.code);
     status_from_error(error)
 }
