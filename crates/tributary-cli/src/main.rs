@@ -9,6 +9,7 @@ mod output;
 mod put;
 mod stream;
 mod subscribe;
+mod table;
 mod time;
 
 use clap::{Parser, Subcommand};
@@ -71,6 +72,13 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Lease tables: create, list, describe, scan, get, put, delete.
+    Table {
+        #[command(subcommand)]
+        command: table::TableCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Put records: one from the arguments, or one per stdin line as PARTITION_KEY<TAB>DATA.
     Put(put::PutArgs),
     /// Read records as JSON lines.
@@ -123,6 +131,10 @@ fn main() -> std::process::ExitCode {
             Command::Consumer { command, client } => {
                 init_tracing("warn");
                 consumer::run(command, &client).await
+            }
+            Command::Table { command, client } => {
+                init_tracing("warn");
+                table::run(command, &client).await
             }
             Command::Put(args) => {
                 init_tracing("warn");

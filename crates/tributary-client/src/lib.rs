@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 pub use tributary_proto::error_from_status;
+pub use tributary_proto::table as table_proto;
 pub use tributary_proto::v1;
+use tributary_proto::v1::tables_client::TablesClient;
 use tributary_proto::v1::tributary_client::TributaryClient;
+pub use tributary_types::table::{AttributeValue, Comparator, Condition, Item, Update};
 pub use tributary_types::{Error, ErrorCode};
 
 /// The default endpoint when none is given (the first node of `tributary dev`).
@@ -63,6 +66,8 @@ impl ClientError {
 #[derive(Clone)]
 pub struct Client {
     endpoints: Arc<Vec<(String, TributaryClient<Channel>)>>,
+    /// The lease-table service on the same endpoints and channels.
+    tables: Arc<Vec<TablesClient<Channel>>>,
     current: Arc<AtomicUsize>,
     call_timeout: Duration,
 }
@@ -76,6 +81,7 @@ impl Client {
             ));
         }
         let mut clients = Vec::with_capacity(endpoints.len());
+        let mut tables = Vec::with_capacity(endpoints.len());
         for address in endpoints {
             let address = address.as_ref().trim().to_string();
             let uri = if address.contains("://") {
@@ -87,13 +93,16 @@ impl Client {
                 .map_err(|e| ClientError::BadEndpoint(format!("{address}: {e}")))?
                 .connect_timeout(CONNECT_TIMEOUT)
                 .tcp_nodelay(true);
-            let client = TributaryClient::new(endpoint.connect_lazy())
+            let channel = endpoint.connect_lazy();
+            tables.push(TablesClient::new(channel.clone()));
+            let client = TributaryClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES);
             clients.push((address, client));
         }
         Ok(Client {
             endpoints: Arc::new(clients),
+            tables: Arc::new(tables),
             current: Arc::new(AtomicUsize::new(0)),
             call_timeout: DEFAULT_CALL_TIMEOUT,
         })
@@ -145,6 +154,178 @@ impl Client {
             }
         }
         Err(ClientError::Unreachable(failures.join("; ")))
+    }
+
+    /// A lease-table call on the current endpoint, failing over like [`Client::call`].
+    async fn table_call<R, T, F, Fut>(&self, request: R, call: F) -> Result<T, ClientError>
+    where
+        R: Clone,
+        F: Fn(TablesClient<Channel>, R) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let start = self.current.load(Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for step in 0..self.endpoints.len() {
+            let index = (start + step) % self.endpoints.len();
+            let address = &self.endpoints[index].0;
+            let client = self.tables[index].clone();
+            match tokio::time::timeout(self.call_timeout, call(client, request.clone())).await {
+                Ok(Ok(response)) => {
+                    self.current.store(index, Ordering::Relaxed);
+                    return Ok(response.into_inner());
+                }
+                Ok(Err(status)) if is_transport_failure(&status) => {
+                    failures.push(format!("{address}: {}", status.message()))
+                }
+                Ok(Err(status)) => {
+                    self.current.store(index, Ordering::Relaxed);
+                    return Err(ClientError::Api(error_from_status(&status)));
+                }
+                Err(_) => failures.push(format!(
+                    "{address}: no answer within {:?}",
+                    self.call_timeout
+                )),
+            }
+        }
+        Err(ClientError::Unreachable(failures.join("; ")))
+    }
+
+    pub async fn create_table(
+        &self,
+        table: &str,
+        key_attribute_opt: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let request = v1::CreateTableRequest {
+            table_name: table.to_string(),
+            key_attribute: key_attribute_opt.map(str::to_string),
+        };
+        self.table_call(request, |mut c, r| async move { c.create_table(r).await })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn delete_table(&self, table: &str) -> Result<(), ClientError> {
+        let request = v1::DeleteTableRequest {
+            table_name: table.to_string(),
+        };
+        self.table_call(request, |mut c, r| async move { c.delete_table(r).await })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn list_tables(&self) -> Result<Vec<String>, ClientError> {
+        self.table_call(v1::ListTablesRequest {}, |mut c, r| async move {
+            c.list_tables(r).await
+        })
+        .await
+        .map(|response| response.table_names)
+    }
+
+    pub async fn describe_table(
+        &self,
+        table: &str,
+    ) -> Result<v1::DescribeTableResponse, ClientError> {
+        let request = v1::DescribeTableRequest {
+            table_name: table.to_string(),
+        };
+        self.table_call(request, |mut c, r| async move { c.describe_table(r).await })
+            .await
+    }
+
+    /// PutItem; a failed condition is `CONDITIONAL_CHECK_FAILED` with the current item in
+    /// `Error::current_item_opt`.
+    pub async fn put_item(
+        &self,
+        table: &str,
+        item: &Item,
+        condition_opt: Option<&Condition>,
+    ) -> Result<(), ClientError> {
+        let request = v1::PutItemRequest {
+            table_name: table.to_string(),
+            item: Some(table_proto::item_to_proto(item)),
+            condition: condition_opt.map(table_proto::condition_to_proto),
+        };
+        self.table_call(request, |mut c, r| async move { c.put_item(r).await })
+            .await
+            .map(|_| ())
+    }
+
+    /// GetItem, strongly consistent.
+    pub async fn get_item(&self, table: &str, key: &str) -> Result<Option<Item>, ClientError> {
+        let request = v1::GetItemRequest {
+            table_name: table.to_string(),
+            key: key.to_string(),
+        };
+        let response = self
+            .table_call(request, |mut c, r| async move { c.get_item(r).await })
+            .await?;
+        response
+            .item
+            .map(table_proto::item_from_proto)
+            .transpose()
+            .map_err(ClientError::Api)
+    }
+
+    /// UpdateItem (creating the item when missing); answers the item as written.
+    pub async fn update_item(
+        &self,
+        table: &str,
+        key: &str,
+        updates: &[Update],
+        condition_opt: Option<&Condition>,
+    ) -> Result<Item, ClientError> {
+        let request = v1::UpdateItemRequest {
+            table_name: table.to_string(),
+            key: key.to_string(),
+            updates: updates.iter().map(table_proto::update_to_proto).collect(),
+            condition: condition_opt.map(table_proto::condition_to_proto),
+        };
+        let response = self
+            .table_call(request, |mut c, r| async move { c.update_item(r).await })
+            .await?;
+        let item = response
+            .item
+            .ok_or_else(|| ClientError::Api(Error::internal("UpdateItem answered no item")))?;
+        table_proto::item_from_proto(item).map_err(ClientError::Api)
+    }
+
+    pub async fn delete_item(
+        &self,
+        table: &str,
+        key: &str,
+        condition_opt: Option<&Condition>,
+    ) -> Result<(), ClientError> {
+        let request = v1::DeleteItemRequest {
+            table_name: table.to_string(),
+            key: key.to_string(),
+            condition: condition_opt.map(table_proto::condition_to_proto),
+        };
+        self.table_call(request, |mut c, r| async move { c.delete_item(r).await })
+            .await
+            .map(|_| ())
+    }
+
+    /// Every item of a table in key order, following Scan's pages.
+    pub async fn scan(&self, table: &str) -> Result<Vec<Item>, ClientError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let request = v1::ScanRequest {
+                table_name: table.to_string(),
+                limit: None,
+                exclusive_start_key: start.take(),
+            };
+            let page = self
+                .table_call(request, |mut c, r| async move { c.scan(r).await })
+                .await?;
+            for item in page.items {
+                items.push(table_proto::item_from_proto(item).map_err(ClientError::Api)?);
+            }
+            match page.last_evaluated_key {
+                Some(last) => start = Some(last),
+                None => return Ok(items),
+            }
+        }
     }
 
     /// Sends one request (cloned per attempt) through [`Client::call`].
