@@ -74,6 +74,11 @@ pub fn parse_from(from: &str) -> anyhow::Result<StartingPosition> {
 }
 
 pub fn print_record(shard_id: &str, record: &v1::Record) {
+    println!("{}", record_json(shard_id, record));
+}
+
+/// A record as `get` prints it.
+pub fn record_json(shard_id: &str, record: &v1::Record) -> serde_json::Value {
     let mut line = json!({
         "shard_id": shard_id,
         "sequence_number": record.sequence_number,
@@ -84,7 +89,7 @@ pub fn print_record(shard_id: &str, record: &v1::Record) {
         Ok(text) => line["data"] = json!(text),
         Err(_) => line["data_base64"] = json!(STANDARD.encode(&record.data)),
     }
-    println!("{line}");
+    line
 }
 
 struct ShardReader {

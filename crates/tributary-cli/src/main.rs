@@ -1,6 +1,7 @@
 //! `tributary`: run a node (`node`) or a local cluster (`dev`), and talk to a cluster (`cluster`,
 //! `stream`, `shards`, `consumer`, `put`, `get`).
 
+mod consume;
 mod consumer;
 mod dev;
 mod get;
@@ -85,6 +86,9 @@ enum Command {
     Get(get::GetArgs),
     /// Enhanced fan-out: records pushed to a registered consumer, as JSON lines.
     Subscribe(subscribe::SubscribeArgs),
+    /// Run a consumer worker (lease tables): prints what it processes, checkpoints, shares
+    /// shards with the other workers of its --app.
+    Consume(consume::ConsumeArgs),
 }
 
 fn init_tracing(default_filter: &str) {
@@ -143,6 +147,10 @@ fn main() -> std::process::ExitCode {
             Command::Get(args) => {
                 init_tracing("warn");
                 get::run(args).await
+            }
+            Command::Consume(args) => {
+                init_tracing("warn");
+                consume::run(args).await
             }
             Command::Subscribe(args) => {
                 init_tracing("warn");

@@ -6,62 +6,14 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use serde_json::Value;
 use tributary_client::{Client, v1};
-use tributary_testkit::{Cluster, wait_until};
-
-/// A `tributary subscribe` process whose JSON lines are collected as they arrive.
-struct Subscriber {
-    child: Child,
-    lines: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Subscriber {
-    fn start(cluster: &Cluster, args: &[&str]) -> Subscriber {
-        let mut child = cluster
-            .cli()
-            .arg("subscribe")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("subscribe runs");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stdout = child.stdout.take().unwrap();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value: Value = serde_json::from_str(&line).expect("JSON line");
-                sink.lock().unwrap().push(value);
-            }
-        });
-        Subscriber { child, lines }
-    }
-
-    fn data(&self) -> Vec<String> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|l| l["data"].as_str().unwrap().to_string())
-            .collect()
-    }
-}
-
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use tributary_testkit::wait_until;
 
 /// Puts records `{key}:{n}` for 20 keys, each key's numbers increasing, until told to stop;
 /// returns the acknowledged ones per key, in acknowledgement order.
@@ -181,9 +133,16 @@ async fn split_merge_and_scale_under_load_lose_and_reorder_nothing() {
     let client = cluster.client();
     client.create_stream("rs", 2, None).await.unwrap();
     client.register_consumer("rs", "fan").await.unwrap();
-    let subscriber = Subscriber::start(
+    let subscriber = JsonLines::start(
         &cluster,
-        &["rs", "--consumer", "fan", "--from", "trim-horizon"],
+        &[
+            "subscribe",
+            "rs",
+            "--consumer",
+            "fan",
+            "--from",
+            "trim-horizon",
+        ],
     );
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -528,9 +487,16 @@ async fn fan_out_pushes_at_once_and_survives_a_leader_change() {
     drop(events);
 
     // A CLI subscriber keeps going across a crash of the shard's leader.
-    let subscriber = Subscriber::start(
+    let subscriber = JsonLines::start(
         &cluster,
-        &["live", "--consumer", "watcher", "--from", "trim-horizon"],
+        &[
+            "subscribe",
+            "live",
+            "--consumer",
+            "watcher",
+            "--from",
+            "trim-horizon",
+        ],
     );
     wait_until(
         Duration::from_secs(10),

@@ -2,6 +2,8 @@
 //! over to the next listed endpoint when one is unreachable. Answers are the API's messages
 //! (`tributary_client::v1`); failures are typed ([`ClientError`]).
 
+pub mod consumer;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

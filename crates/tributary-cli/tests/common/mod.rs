@@ -237,3 +237,62 @@ pub async fn put_to(
     let mut response = client.put_records(stream, vec![entry]).await?;
     Ok(response.records.pop().expect("one result per record"))
 }
+
+/// A long-running CLI process (`subscribe`, `consume`) whose JSON lines are collected as they
+/// arrive; killed when dropped.
+pub struct JsonLines {
+    pub child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl JsonLines {
+    pub fn start(cluster: &Cluster, args: &[&str]) -> JsonLines {
+        use std::io::BufRead;
+        let mut child = cluster
+            .cli()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("the CLI runs");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let value: Value = serde_json::from_str(&line).expect("JSON line");
+                sink.lock().expect("lines lock").push(value);
+            }
+        });
+        JsonLines { child, lines }
+    }
+
+    pub fn values(&self) -> Vec<Value> {
+        self.lines.lock().expect("lines lock").clone()
+    }
+
+    /// The `data` field of every line.
+    pub fn data(&self) -> Vec<String> {
+        self.values()
+            .iter()
+            .map(|l| l["data"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// SIGTERM, then wait for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        self.child.wait().expect("the process exits")
+    }
+}
+
+impl Drop for JsonLines {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
