@@ -10,7 +10,8 @@ use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tributary_client::consumer::{
-    Checkpointer, InitialPosition, ProcessorFactory, ShardRecordProcessor, Worker, WorkerConfig,
+    Checkpointer, InitialPosition, ProcessorFactory, Retrieval, ShardRecordProcessor, Worker,
+    WorkerConfig,
 };
 use tributary_client::v1;
 
@@ -32,6 +33,12 @@ pub struct ConsumeArgs {
     /// A lease not renewed for this long moves to another worker (default 10000).
     #[arg(long, default_value_t = 10_000)]
     failover_ms: u64,
+    /// The most leases this worker holds.
+    #[arg(long)]
+    max_leases: Option<usize>,
+    /// polling (GetRecords, default) or fan-out (SubscribeToShard as consumer --app).
+    #[arg(long, default_value = "polling", value_parser = ["polling", "fan-out"])]
+    retrieval: String,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -106,6 +113,12 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     let mut config = WorkerConfig::new(&args.app, &args.stream, &worker_id);
     config.initial_position = initial_position;
     config.failover_time = Duration::from_millis(args.failover_ms.max(300));
+    config.max_leases = args.max_leases.unwrap_or(usize::MAX).max(1);
+    config.retrieval = if args.retrieval == "fan-out" {
+        Retrieval::FanOut
+    } else {
+        Retrieval::Polling
+    };
     let worker = Worker::new(client, config, Printers { worker_id });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut terminate = signal(SignalKind::terminate())?;

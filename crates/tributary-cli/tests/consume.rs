@@ -193,3 +193,130 @@ async fn workers_balance_fail_over_and_hand_off() {
         "duplicates come only from the dead worker's unacknowledged work"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_wait_for_their_parents_across_a_split_and_a_merge() {
+    let cluster = start_cluster(3, 3).await;
+    let client = cluster.client();
+    client.create_stream("lineage", 2, None).await.unwrap();
+    let put_round = |round: u32| {
+        let client = client.clone();
+        async move {
+            let entries = (0..10)
+                .map(|k| tributary_client::v1::PutRecordsRequestEntry {
+                    data: bytes::Bytes::from(format!("key{k}:{round}")),
+                    partition_key: format!("key{k}"),
+                    explicit_hash_key: None,
+                })
+                .collect();
+            let response = client.put_records("lineage", entries).await.unwrap();
+            assert_eq!(response.failed_record_count, 0);
+        }
+    };
+    // One worker, fan-out retrieval: its output is one total order to check.
+    let failover = FAILOVER_MS.to_string();
+    let consumer = JsonLines::start(
+        &cluster,
+        &[
+            "consume",
+            "lineage",
+            "--app",
+            "ordered",
+            "--worker-id",
+            "only",
+            "--from",
+            "trim-horizon",
+            "--failover-ms",
+            &failover,
+            "--retrieval",
+            "fan-out",
+        ],
+    );
+    for round in 0..5 {
+        put_round(round).await;
+    }
+    let end0: u128 = client.describe_stream("lineage").await.unwrap().shards[0]
+        .ending_hash_key
+        .parse()
+        .unwrap();
+    let middle = (end0 / 2).to_string();
+    cli_json(
+        &cluster,
+        &[
+            "stream",
+            "split",
+            "lineage",
+            "--shard",
+            "0",
+            "--new-starting-hash-key",
+            &middle,
+            "--json",
+        ],
+    );
+    for round in 5..10 {
+        put_round(round).await;
+    }
+    cli_json(
+        &cluster,
+        &[
+            "stream",
+            "merge",
+            "lineage",
+            "--shard",
+            "3",
+            "--adjacent-shard",
+            "1",
+            "--json",
+        ],
+    );
+    for round in 10..15 {
+        put_round(round).await;
+    }
+    wait_until(
+        Duration::from_secs(30),
+        "every record to be processed",
+        || {
+            let count = consumer.data().len();
+            async move {
+                if count >= 150 {
+                    Ok(())
+                } else {
+                    Err(format!("{count} of 150"))
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+    // Per key, the processed order is the put order.
+    let mut per_key: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for data in consumer.data() {
+        let (key, round) = data.split_once(':').unwrap();
+        per_key
+            .entry(key.to_string())
+            .or_default()
+            .push(round.parse().unwrap());
+    }
+    for (key, rounds) in &per_key {
+        assert_eq!(rounds, &(0..15).collect::<Vec<_>>(), "{key}");
+    }
+    // Parents finished with SHARD_END and name their children.
+    let leases = client.scan("ordered").await.unwrap();
+    let checkpoint = |id: &str| {
+        leases
+            .iter()
+            .find(|l| l.get("leaseKey") == Some(&AttributeValue::S(id.to_string())))
+            .and_then(|l| l.get("checkpoint").cloned())
+    };
+    for parent in [
+        "shardId-000000000000",
+        "shardId-000000000001",
+        "shardId-000000000003",
+    ] {
+        assert_eq!(
+            checkpoint(parent),
+            Some(AttributeValue::S("SHARD_END".into())),
+            "{parent}"
+        );
+    }
+}

@@ -70,6 +70,17 @@ pub struct WorkerConfig {
     /// A lease not renewed for this long may be taken by another worker.
     pub failover_time: Duration,
     pub max_leases: usize,
+    pub retrieval: Retrieval,
+}
+
+/// How a worker reads its shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retrieval {
+    /// GetRecords, polling (shares the shard's 5 reads/s with other readers).
+    Polling,
+    /// SubscribeToShard as a registered consumer named after the application (registered when
+    /// missing): records pushed, its own 2 MiB/s.
+    FanOut,
 }
 
 impl WorkerConfig {
@@ -81,6 +92,7 @@ impl WorkerConfig {
             initial_position: InitialPosition::Latest,
             failover_time: DEFAULT_FAILOVER_TIME,
             max_leases: usize::MAX,
+            retrieval: Retrieval::Polling,
         }
     }
 
@@ -125,6 +137,8 @@ struct Held {
     counter: u64,
     lost: bool,
     last_checkpoint: Option<String>,
+    /// Set at a closed shard's end: recorded as `childShardIds` with the SHARD_END checkpoint.
+    children: Vec<String>,
 }
 
 /// Checkpoints a shard's progress; conditional on this worker still holding the lease.
@@ -159,7 +173,7 @@ impl Checkpointer {
                 "checkpoint {checkpoint} is behind {previous}: checkpoints never move backwards"
             ))));
         }
-        let updates = [
+        let mut updates = vec![
             set(CHECKPOINT, AttributeValue::S(checkpoint.to_string())),
             set(CHECKPOINT_SUB_SEQUENCE, number(0)),
             set(OWNER_SWITCHES, number(0)),
@@ -168,6 +182,10 @@ impl Checkpointer {
                 value: number(1),
             },
         ];
+        if checkpoint == SHARD_END && !held.children.is_empty() {
+            let children = held.children.iter().cloned().collect();
+            updates.push(set(CHILD_SHARD_IDS, AttributeValue::Ss(children)));
+        }
         let condition = owned_at(&self.worker_id, held.counter);
         match self
             .client
@@ -290,6 +308,17 @@ impl<F: ProcessorFactory> Worker<F> {
 
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), ClientError> {
         self.shutdown = shutdown.clone();
+        if self.config.retrieval == Retrieval::FanOut {
+            match self
+                .client
+                .register_consumer(&self.config.stream, &self.config.application_name)
+                .await
+            {
+                Ok(_) => {}
+                Err(ClientError::Api(error)) if error.code == ErrorCode::ResourceInUse => {}
+                Err(other) => return Err(other),
+            }
+        }
         match self
             .client
             .create_table(self.table(), Some(LEASE_KEY))
@@ -498,6 +527,7 @@ impl<F: ProcessorFactory> Worker<F> {
                     counter: counter_of(&item),
                     lost: false,
                     last_checkpoint: text(&item, CHECKPOINT).map(str::to_string),
+                    children: Vec::new(),
                 };
                 if let Some(previous) = self.running.remove(key) {
                     previous.task.abort();
@@ -550,12 +580,17 @@ impl<F: ProcessorFactory> Worker<F> {
             let start = text(lease, CHECKPOINT).unwrap_or(TRIM_HORIZON).to_string();
             let stream = self.config.stream.clone();
             let initial = self.config.initial_position;
+            let retrieval = match self.config.retrieval {
+                Retrieval::Polling => None,
+                Retrieval::FanOut => Some(self.config.application_name.clone()),
+            };
             let shutdown = self.shutdown.clone();
             running.task = tokio::spawn(process_shard(
                 processor,
                 checkpointer,
                 stream,
                 (start, initial),
+                retrieval,
                 shutdown,
             ));
         }
@@ -649,6 +684,7 @@ async fn process_shard<P: ShardRecordProcessor>(
     checkpointer: Checkpointer,
     stream: String,
     (start, initial): (String, InitialPosition),
+    fan_out_consumer_opt: Option<String>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let client = checkpointer.client.clone();
@@ -672,6 +708,10 @@ async fn process_shard<P: ShardRecordProcessor>(
             request.shard_iterator_type = "AFTER_SEQUENCE_NUMBER".into();
             request.starting_sequence_number = Some(sequence_number.to_string());
         }
+    }
+    if let Some(consumer) = fan_out_consumer_opt {
+        subscribe_shard(processor, checkpointer, request, consumer, shutdown).await;
+        return;
     }
     let mut iterator_opt: Option<String> = None;
     loop {
@@ -715,6 +755,11 @@ async fn process_shard<P: ShardRecordProcessor>(
         match response.next_shard_iterator {
             Some(next) => iterator_opt = Some(next),
             None => {
+                checkpointer.held.lock().await.children = response
+                    .child_shards
+                    .into_iter()
+                    .map(|c| c.shard_id)
+                    .collect();
                 processor.shard_ended(&checkpointer).await;
                 return;
             }
@@ -725,10 +770,114 @@ async fn process_shard<P: ShardRecordProcessor>(
     }
 }
 
+/// [`process_shard`] with enhanced fan-out: subscriptions renewed from their continuation.
+async fn subscribe_shard<P: ShardRecordProcessor>(
+    mut processor: P,
+    checkpointer: Checkpointer,
+    start: v1::GetShardIteratorRequest,
+    consumer: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let client = checkpointer.client.clone();
+    let shard = checkpointer.shard_id.clone();
+    let mut position = v1::StartingPosition {
+        r#type: start.shard_iterator_type,
+        sequence_number: start.starting_sequence_number,
+        timestamp_ms: start.timestamp_ms,
+    };
+    loop {
+        // A subscription taken over by the lease's new owner must not be taken back.
+        if checkpointer.held.lock().await.lost {
+            processor.lease_lost().await;
+            return;
+        }
+        let request = v1::SubscribeToShardRequest {
+            stream_name: start.stream_name.clone(),
+            consumer_name: consumer.clone(),
+            shard_id: shard.clone(),
+            starting_position: Some(position.clone()),
+        };
+        let mut events = match client.subscribe_to_shard(request).await {
+            Ok(events) => events,
+            Err(error) => {
+                tracing::debug!(%shard, %error, "subscribing failed; retrying");
+                idle(&mut shutdown).await;
+                if checkpointer.held.lock().await.lost {
+                    processor.lease_lost().await;
+                    return;
+                }
+                if *shutdown.borrow() {
+                    processor.shutdown_requested(&checkpointer).await;
+                    return;
+                }
+                continue;
+            }
+        };
+        loop {
+            let event = tokio::select! {
+                event = events.message() => event,
+                _ = shutdown.changed() => {
+                    processor.shutdown_requested(&checkpointer).await;
+                    return;
+                }
+            };
+            if checkpointer.held.lock().await.lost {
+                processor.lease_lost().await;
+                return;
+            }
+            let Ok(Some(event)) = event else {
+                break;
+            };
+            if !event.records.is_empty() {
+                processor
+                    .process_records(event.records, event.millis_behind_latest, &checkpointer)
+                    .await;
+            }
+            match event.continuation_sequence_number {
+                Some(continuation) => {
+                    position = v1::StartingPosition {
+                        r#type: "AT_SEQUENCE_NUMBER".into(),
+                        sequence_number: Some(continuation),
+                        timestamp_ms: None,
+                    }
+                }
+                None => {
+                    checkpointer.held.lock().await.children =
+                        event.child_shards.into_iter().map(|c| c.shard_id).collect();
+                    processor.shard_ended(&checkpointer).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Waits one idle poll, or less if the worker shuts down.
 async fn idle(shutdown: &mut watch::Receiver<bool>) {
     tokio::select! {
         _ = tokio::time::sleep(IDLE_POLL) => {}
         _ = shutdown.changed() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_only_move_forward() {
+        assert!(!moves_backwards(TRIM_HORIZON, "5"));
+        assert!(!moves_backwards("5", "6"));
+        assert!(moves_backwards("6", "5"));
+        assert!(!moves_backwards("6", SHARD_END));
+        assert!(moves_backwards(SHARD_END, "7"));
+    }
+
+    #[test]
+    fn intervals_derive_from_the_failover_time() {
+        let config = WorkerConfig::new("app", "stream", "w");
+        assert_eq!(config.failover_time, Duration::from_secs(10));
+        assert!(config.renew_interval() < config.take_interval());
+        assert!(config.take_interval() < config.failover_time);
     }
 }
