@@ -715,12 +715,7 @@ async fn process_shard<P: ShardRecordProcessor>(
     }
     let mut iterator_opt: Option<String> = None;
     loop {
-        if checkpointer.held.lock().await.lost {
-            processor.lease_lost().await;
-            return;
-        }
-        if *shutdown.borrow() {
-            processor.shutdown_requested(&checkpointer).await;
+        if stopped(&mut processor, &checkpointer, &shutdown).await {
             return;
         }
         let iterator = match &iterator_opt {
@@ -802,12 +797,7 @@ async fn subscribe_shard<P: ShardRecordProcessor>(
             Err(error) => {
                 tracing::debug!(%shard, %error, "subscribing failed; retrying");
                 idle(&mut shutdown).await;
-                if checkpointer.held.lock().await.lost {
-                    processor.lease_lost().await;
-                    return;
-                }
-                if *shutdown.borrow() {
-                    processor.shutdown_requested(&checkpointer).await;
+                if stopped(&mut processor, &checkpointer, &shutdown).await {
                     return;
                 }
                 continue;
@@ -850,6 +840,24 @@ async fn subscribe_shard<P: ShardRecordProcessor>(
             }
         }
     }
+}
+
+/// Whether the shard's task must end: its lease is lost (the processor hears `lease_lost`) or
+/// the worker shuts down (the processor may checkpoint in `shutdown_requested`).
+async fn stopped<P: ShardRecordProcessor>(
+    processor: &mut P,
+    checkpointer: &Checkpointer,
+    shutdown: &watch::Receiver<bool>,
+) -> bool {
+    if checkpointer.held.lock().await.lost {
+        processor.lease_lost().await;
+        return true;
+    }
+    if *shutdown.borrow() {
+        processor.shutdown_requested(checkpointer).await;
+        return true;
+    }
+    false
 }
 
 /// Waits one idle poll, or less if the worker shuts down.

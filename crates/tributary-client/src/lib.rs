@@ -132,12 +132,23 @@ impl Client {
         F: Fn(TributaryClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.failover(|index| call(self.endpoints[index].1.clone()))
+            .await
+    }
+
+    /// Runs `call(endpoint index)` from the current endpoint on, moving to the next while one is
+    /// unreachable or silent; an endpoint that answers (even with an error) becomes current.
+    async fn failover<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(usize) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let start = self.current.load(Ordering::Relaxed);
         let mut failures = Vec::new();
         for step in 0..self.endpoints.len() {
             let index = (start + step) % self.endpoints.len();
-            let (address, client) = &self.endpoints[index];
-            match tokio::time::timeout(self.call_timeout, call(client.clone())).await {
+            let address = &self.endpoints[index].0;
+            match tokio::time::timeout(self.call_timeout, call(index)).await {
                 Ok(Ok(response)) => {
                     self.current.store(index, Ordering::Relaxed);
                     return Ok(response.into_inner());
@@ -158,38 +169,15 @@ impl Client {
         Err(ClientError::Unreachable(failures.join("; ")))
     }
 
-    /// A lease-table call on the current endpoint, failing over like [`Client::call`].
+    /// A lease-table call, failing over like [`Client::call`].
     async fn table_call<R, T, F, Fut>(&self, request: R, call: F) -> Result<T, ClientError>
     where
         R: Clone,
         F: Fn(TablesClient<Channel>, R) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let start = self.current.load(Ordering::Relaxed);
-        let mut failures = Vec::new();
-        for step in 0..self.endpoints.len() {
-            let index = (start + step) % self.endpoints.len();
-            let address = &self.endpoints[index].0;
-            let client = self.tables[index].clone();
-            match tokio::time::timeout(self.call_timeout, call(client, request.clone())).await {
-                Ok(Ok(response)) => {
-                    self.current.store(index, Ordering::Relaxed);
-                    return Ok(response.into_inner());
-                }
-                Ok(Err(status)) if is_transport_failure(&status) => {
-                    failures.push(format!("{address}: {}", status.message()))
-                }
-                Ok(Err(status)) => {
-                    self.current.store(index, Ordering::Relaxed);
-                    return Err(ClientError::Api(error_from_status(&status)));
-                }
-                Err(_) => failures.push(format!(
-                    "{address}: no answer within {:?}",
-                    self.call_timeout
-                )),
-            }
-        }
-        Err(ClientError::Unreachable(failures.join("; ")))
+        self.failover(|index| call(self.tables[index].clone(), request.clone()))
+            .await
     }
 
     pub async fn create_table(
@@ -762,30 +750,13 @@ impl Client {
         &self,
         request: v1::SubscribeToShardRequest,
     ) -> Result<tonic::Streaming<v1::SubscribeToShardEvent>, ClientError> {
-        // No call timeout here: the stream lives for minutes. Connecting still fails over.
-        let start = self.current.load(Ordering::Relaxed);
-        let mut failures = Vec::new();
-        for step in 0..self.endpoints.len() {
-            let index = (start + step) % self.endpoints.len();
-            let (address, client) = &self.endpoints[index];
-            let mut client = client.clone();
-            let call = client.subscribe_to_shard(request.clone());
-            match tokio::time::timeout(self.call_timeout, call).await {
-                Ok(Ok(response)) => {
-                    self.current.store(index, Ordering::Relaxed);
-                    return Ok(response.into_inner());
-                }
-                Ok(Err(status)) if is_transport_failure(&status) => {
-                    failures.push(format!("{address}: {}", status.message()))
-                }
-                Ok(Err(status)) => return Err(ClientError::Api(error_from_status(&status))),
-                Err(_) => failures.push(format!(
-                    "{address}: no answer within {:?}",
-                    self.call_timeout
-                )),
-            }
-        }
-        Err(ClientError::Unreachable(failures.join("; ")))
+        // The call timeout bounds opening the stream only; the stream itself lives for minutes.
+        self.failover(|index| {
+            let mut client = self.endpoints[index].1.clone();
+            let request = request.clone();
+            async move { client.subscribe_to_shard(request).await }
+        })
+        .await
     }
 
     /// Puts one record; fails as a whole.
