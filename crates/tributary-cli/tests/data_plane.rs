@@ -465,7 +465,6 @@ async fn retention_trims_every_replica_and_moves_the_trim_horizon() {
     assert!(failed.is_empty() && acked.len() == 30, "{failed:?}");
 
     // Every replica removes the expired records from storage (a replicated trim).
-    let metrics_client = reqwest_free_get;
     wait_until(
         Duration::from_secs(15),
         "every replica to trim 30 records",
@@ -473,7 +472,12 @@ async fn retention_trims_every_replica_and_moves_the_trim_horizon() {
             let counts: Vec<u64> = cluster
                 .nodes()
                 .iter()
-                .map(|node| trimmed_records(&metrics_client(&node.http_address)))
+                .map(|node| {
+                    counter_sum(
+                        &metrics_of(&node.http_address),
+                        "tributary_records_trimmed_total",
+                    ) as u64
+                })
                 .collect();
             async move {
                 if counts.iter().all(|c| *c == 30) {
@@ -545,26 +549,4 @@ async fn retention_trims_every_replica_and_moves_the_trim_horizon() {
     )
     .await
     .unwrap();
-}
-
-/// GET http://address/metrics with a plain TCP request (the node's HTTP is HTTP/1.1).
-fn reqwest_free_get(address: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).expect("metrics endpoint");
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).unwrap();
-    body
-}
-
-fn trimmed_records(metrics: &str) -> u64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("tributary_records_trimmed_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
 }

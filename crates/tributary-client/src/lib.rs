@@ -3,6 +3,7 @@
 //! (`tributary_client::v1`); failures are typed ([`ClientError`]).
 
 pub mod consumer;
+pub mod producer;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

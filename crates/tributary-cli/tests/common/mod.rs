@@ -296,3 +296,26 @@ impl Drop for JsonLines {
         let _ = self.child.wait();
     }
 }
+
+/// GET http://address/metrics with a plain HTTP/1.1 request (the node's exporter).
+pub fn metrics_of(address: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("metrics endpoint");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request sent");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).expect("response read");
+    body
+}
+
+/// The sum of a counter over all its label sets, from a node's metrics text.
+pub fn counter_sum(metrics: &str, name_with_labels_prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name_with_labels_prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -1,0 +1,466 @@
+//! The producer: what most applications use instead of PutRecords. `put` buffers a record and
+//! hands back a receipt that resolves to its shard id and sequence number (or a typed error).
+//! Records are batched per shard (up to 500 records / 5 MiB per PutRecords call, after a linger
+//! time), retried with exponential backoff and jitter while throttled or unavailable until their
+//! time-to-live, and never reordered within a shard: each shard has at most one batch in flight,
+//! and records a retry sends again go back to the front of their shard's queue. Buffered bytes are
+//! bounded; a full buffer makes `put` wait (or fail at once, if configured).
+//!
+//! Not yet: KPL aggregation, idempotent puts, routing to shard leaders directly (calls go to the
+//! client's endpoints, which forward one hop).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+use tributary_types::{
+    ErrorCode, HashKey, HashKeyRange, MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_ENTRIES,
+    PutRecordEntry, validate_put_entry,
+};
+
+use crate::{Client, ClientError, Error, v1};
+
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// How long a record may wait for its batch to fill (0: send at once).
+    pub linger: Duration,
+    /// Buffered records' bytes (data + key) at most; `put` waits or fails beyond it.
+    pub max_buffered_bytes: usize,
+    /// Fail `put` with LIMIT_EXCEEDED when the buffer is full instead of waiting.
+    pub fail_when_full: bool,
+    /// A record still unacknowledged this long after `put` fails with its last error.
+    pub record_ttl: Duration,
+    /// First retry pause; doubled per attempt (with jitter) up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            linger: Duration::from_millis(100),
+            max_buffered_bytes: 64 * 1024 * 1024,
+            fail_when_full: false,
+            record_ttl: Duration::from_secs(30),
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A record's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutResult {
+    pub shard_id: String,
+    pub sequence_number: String,
+}
+
+/// Resolves when the record is acknowledged (or has failed for good).
+pub struct PutReceipt {
+    rx: oneshot::Receiver<Result<PutResult, Error>>,
+}
+
+impl std::future::Future for PutReceipt {
+    type Output = Result<PutResult, Error>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.rx).poll(cx).map(|result| {
+            result.unwrap_or_else(|_| Err(Error::internal("the producer stopped before answering")))
+        })
+    }
+}
+
+struct Pending {
+    entry: v1::PutRecordsRequestEntry,
+    hash_key: HashKey,
+    size: usize,
+    put_at: Instant,
+    attempts: u32,
+    last_error_opt: Option<Error>,
+    reply: oneshot::Sender<Result<PutResult, Error>>,
+}
+
+enum Command {
+    Put(Box<Pending>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// A producer for one stream.
+pub struct Producer {
+    commands: mpsc::UnboundedSender<Command>,
+    budget: Arc<Semaphore>,
+    config: ProducerConfig,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Producer {
+    pub fn new(client: Client, stream: &str, config: ProducerConfig) -> Producer {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let budget = Arc::new(Semaphore::new(config.max_buffered_bytes));
+        let task = tokio::spawn(
+            Sender {
+                client,
+                stream: stream.to_string(),
+                config: config.clone(),
+                budget: budget.clone(),
+                shards: Vec::new(),
+                queues: BTreeMap::new(),
+            }
+            .run(rx),
+        );
+        Producer {
+            commands,
+            budget,
+            config,
+            task,
+        }
+    }
+
+    /// Buffers a record (waiting for space unless configured to fail fast).
+    pub async fn put(
+        &self,
+        partition_key: &str,
+        data: Bytes,
+        explicit_hash_key_opt: Option<&str>,
+    ) -> Result<PutReceipt, Error> {
+        let entry = PutRecordEntry {
+            partition_key: partition_key.to_string(),
+            data,
+            explicit_hash_key: explicit_hash_key_opt.map(str::to_string),
+        };
+        let hash_key = validate_put_entry(&entry)?;
+        let size = entry.data.len() + entry.partition_key.len();
+        if size > self.config.max_buffered_bytes {
+            return Err(Error::invalid_argument(format!(
+                "a {size}-byte record cannot fit the producer's {}-byte buffer",
+                self.config.max_buffered_bytes
+            )));
+        }
+        let permits = u32::try_from(size.max(1)).unwrap_or(u32::MAX);
+        let permit = if self.config.fail_when_full {
+            self.budget
+                .clone()
+                .try_acquire_many_owned(permits)
+                .map_err(|_| {
+                    Error::new(
+                        ErrorCode::LimitExceeded,
+                        format!(
+                            "the producer buffers at most {} bytes; it is full",
+                            self.config.max_buffered_bytes
+                        ),
+                    )
+                })?
+        } else {
+            self.budget
+                .clone()
+                .acquire_many_owned(permits)
+                .await
+                .map_err(|_| Error::internal("the producer is closed"))?
+        };
+        // Released by the sender when the record is answered.
+        permit.forget();
+        let (reply, rx) = oneshot::channel();
+        let pending = Pending {
+            entry: v1::PutRecordsRequestEntry {
+                data: entry.data,
+                partition_key: entry.partition_key,
+                explicit_hash_key: entry.explicit_hash_key,
+            },
+            hash_key,
+            size: permits as usize,
+            put_at: Instant::now(),
+            attempts: 0,
+            last_error_opt: None,
+            reply,
+        };
+        self.commands
+            .send(Command::Put(Box::new(pending)))
+            .map_err(|_| Error::internal("the producer is closed"))?;
+        metrics::counter!("tributary_producer_user_records_total").increment(1);
+        Ok(PutReceipt { rx })
+    }
+
+    /// Waits until every record put so far is answered.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Flushes and stops.
+    pub async fn close(self) {
+        self.flush().await;
+        drop(self.commands);
+        let _ = self.task.await;
+    }
+}
+
+/// The background task: per-shard queues, one batch in flight per shard.
+struct Sender {
+    client: Client,
+    stream: String,
+    config: ProducerConfig,
+    budget: Arc<Semaphore>,
+    /// Open shards' ranges from ListShards, refreshed when a record lands elsewhere.
+    shards: Vec<(String, HashKeyRange)>,
+    queues: BTreeMap<String, Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    records: VecDeque<Pending>,
+    in_flight: bool,
+    /// No batch before this (backoff after a retry).
+    not_before_opt: Option<Instant>,
+}
+
+type BatchOutcome = (
+    String,
+    Vec<Pending>,
+    Result<v1::PutRecordsResponse, ClientError>,
+);
+
+impl Sender {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<BatchOutcome>();
+        let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut open = true;
+        loop {
+            let now = Instant::now();
+            self.send_ready(now, &done_tx, !flushes.is_empty() || !open);
+            if self.is_empty() {
+                flushes.drain(..).for_each(|tx| {
+                    let _ = tx.send(());
+                });
+                if !open {
+                    return;
+                }
+            }
+            let wake = self.next_wake(now);
+            tokio::select! {
+                command = commands.recv(), if open => match command {
+                    Some(Command::Put(pending)) => self.enqueue(*pending).await,
+                    Some(Command::Flush(tx)) => flushes.push(tx),
+                    None => open = false,
+                },
+                Some((shard, batch, outcome)) = done_rx.recv() => {
+                    self.settle(&shard, batch, outcome).await;
+                }
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queues
+            .values()
+            .all(|q| q.records.is_empty() && !q.in_flight)
+    }
+
+    fn next_wake(&self, now: Instant) -> Instant {
+        self.queues
+            .values()
+            .filter(|q| !q.in_flight)
+            .filter_map(|q| {
+                let first = q.records.front()?;
+                let linger_end = first.put_at + self.config.linger;
+                Some(q.not_before_opt.map_or(linger_end, |t| t.max(linger_end)))
+            })
+            .min()
+            .unwrap_or(now + Duration::from_secs(1))
+    }
+
+    async fn shard_of(&mut self, hash_key: HashKey) -> String {
+        if let Some((id, _)) = self.shards.iter().find(|(_, r)| r.contains(hash_key)) {
+            return id.clone();
+        }
+        let filter = v1::ShardFilter {
+            r#type: "AT_LATEST".into(),
+            ..Default::default()
+        };
+        if let Ok(shards) = self.client.list_shards(&self.stream, Some(filter)).await {
+            self.shards = shards
+                .into_iter()
+                .filter_map(|s| {
+                    let range = HashKeyRange {
+                        start_inclusive: s.starting_hash_key.parse().ok()?,
+                        end_inclusive: s.ending_hash_key.parse().ok()?,
+                    };
+                    Some((s.shard_id, range))
+                })
+                .collect();
+        }
+        self.shards
+            .iter()
+            .find(|(_, r)| r.contains(hash_key))
+            .map_or_else(|| "unknown".to_string(), |(id, _)| id.clone())
+    }
+
+    async fn enqueue(&mut self, pending: Pending) {
+        let shard = self.shard_of(pending.hash_key).await;
+        self.queues
+            .entry(shard)
+            .or_default()
+            .records
+            .push_back(pending);
+    }
+
+    /// Starts a batch on every idle shard whose first record lingered long enough (or at once
+    /// when flushing).
+    fn send_ready(
+        &mut self,
+        now: Instant,
+        done: &mpsc::UnboundedSender<BatchOutcome>,
+        flushing: bool,
+    ) {
+        for (shard, queue) in &mut self.queues {
+            if queue.in_flight || queue.records.is_empty() {
+                continue;
+            }
+            if queue.not_before_opt.is_some_and(|t| t > now) {
+                continue;
+            }
+            let first_put = queue.records.front().map(|p| p.put_at).unwrap_or(now);
+            let full = queue.records.len() >= MAX_PUT_RECORDS_ENTRIES;
+            if !flushing && !full && first_put + self.config.linger > now {
+                continue;
+            }
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while let Some(next) = queue.records.front() {
+                if batch.len() >= MAX_PUT_RECORDS_ENTRIES
+                    || bytes + next.size > MAX_PUT_RECORDS_BYTES
+                {
+                    break;
+                }
+                bytes += next.size;
+                batch.push(queue.records.pop_front().expect("front exists"));
+            }
+            queue.in_flight = true;
+            let entries: Vec<v1::PutRecordsRequestEntry> =
+                batch.iter().map(|p| p.entry.clone()).collect();
+            let (client, stream, shard, done) = (
+                self.client.clone(),
+                self.stream.clone(),
+                shard.clone(),
+                done.clone(),
+            );
+            metrics::counter!("tributary_producer_batches_total").increment(1);
+            tokio::spawn(async move {
+                let outcome = client.put_records(&stream, entries).await;
+                let _ = done.send((shard, batch, outcome));
+            });
+        }
+    }
+
+    /// Answers acknowledged records; puts retryable failures back at the front, in order.
+    async fn settle(
+        &mut self,
+        shard: &str,
+        batch: Vec<Pending>,
+        outcome: Result<v1::PutRecordsResponse, ClientError>,
+    ) {
+        let now = Instant::now();
+        let mut retry = Vec::new();
+        let results: Vec<Result<PutResult, Error>> = match outcome {
+            Ok(response) => response
+                .records
+                .into_iter()
+                .map(|r| match (r.shard_id, r.sequence_number) {
+                    (Some(shard_id), Some(sequence_number)) => Ok(PutResult {
+                        shard_id,
+                        sequence_number,
+                    }),
+                    _ => Err(Error::new(
+                        r.error_code
+                            .as_deref()
+                            .and_then(ErrorCode::parse)
+                            .unwrap_or(ErrorCode::InternalFailure),
+                        r.error_message.unwrap_or_default(),
+                    )),
+                })
+                .collect(),
+            Err(error) => {
+                let error = match error {
+                    ClientError::Api(error) => error,
+                    other => Error::new(ErrorCode::WriteQuorumUnavailable, other.to_string()),
+                };
+                batch.iter().map(|_| Err(error.clone())).collect()
+            }
+        };
+        for (mut pending, result) in batch.into_iter().zip(results) {
+            match result {
+                Ok(put) => {
+                    if !self.shards.iter().any(|(id, _)| *id == put.shard_id) {
+                        // A reshard moved the key: route later records afresh.
+                        self.shards.clear();
+                    }
+                    metrics::histogram!("tributary_producer_buffered_seconds")
+                        .record(now.duration_since(pending.put_at).as_secs_f64());
+                    self.answer(pending, Ok(put));
+                }
+                Err(error)
+                    if error.code.is_retryable()
+                        && now.duration_since(pending.put_at) < self.config.record_ttl =>
+                {
+                    metrics::counter!("tributary_producer_retries_total").increment(1);
+                    pending.attempts += 1;
+                    pending.last_error_opt = Some(error);
+                    retry.push(pending);
+                }
+                Err(error) => {
+                    metrics::counter!("tributary_producer_errors_total", "code" => error.code.as_str()).increment(1);
+                    self.answer(pending, Err(error));
+                }
+            }
+        }
+        let queue = self.queues.entry(shard.to_string()).or_default();
+        queue.in_flight = false;
+        if let Some(attempts) = retry.iter().map(|p| p.attempts).max() {
+            queue.not_before_opt = Some(now + backoff(&self.config, attempts));
+            for pending in retry.into_iter().rev() {
+                queue.records.push_front(pending);
+            }
+        }
+    }
+
+    fn answer(&self, pending: Pending, result: Result<PutResult, Error>) {
+        self.budget.add_permits(pending.size);
+        let _ = pending.reply.send(result);
+    }
+}
+
+/// Exponential backoff with jitter (±25%, from the clock's sub-second nanoseconds).
+fn backoff(config: &ProducerConfig, attempts: u32) -> Duration {
+    let exponential = config
+        .base_backoff
+        .saturating_mul(1u32 << attempts.min(16).saturating_sub(1))
+        .min(config.max_backoff);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let jitter = 0.75 + f64::from(nanos % 1000) / 2000.0;
+    exponential.mul_f64(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        let config = ProducerConfig::default();
+        let first = backoff(&config, 1);
+        assert!(first >= Duration::from_millis(75) && first <= Duration::from_millis(125));
+        let later = backoff(&config, 10);
+        assert!(later <= Duration::from_millis(2_500) && later >= Duration::from_millis(1_500));
+    }
+}
