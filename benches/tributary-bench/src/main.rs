@@ -1,0 +1,283 @@
+//! `tributary-bench`: named benchmark scenarios against a running cluster (`produce`), and
+//! `suite`, which starts a local 3-node/3-AZ cluster (throughput limits off, durable acks on) and
+//! runs the standard scenarios, writing `results.json` and `results.md`.
+//!
+//! Latency is put → acknowledgement of each record through the producer (its linger included:
+//! `--linger-ms`, default 0 here), recorded in an HDR histogram.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, Semaphore};
+use tributary_client::Client;
+use tributary_client::producer::{Producer, ProducerConfig};
+
+#[derive(Parser)]
+#[command(name = "tributary-bench", about = "Tributary's benchmark scenarios")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Put records as fast as allowed (or at --rate) and report throughput and latency.
+    Produce(ProduceArgs),
+    /// Start a local 3-node cluster and run the standard scenarios.
+    Suite {
+        /// Where results.json and results.md go.
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+        /// Seconds per scenario.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct ProduceArgs {
+    #[arg(long, env = "TRIBUTARY_ENDPOINT", default_value = "127.0.0.1:7101")]
+    endpoint: String,
+    #[arg(long)]
+    stream: String,
+    /// Create the stream first (with --shards).
+    #[arg(long)]
+    create: bool,
+    #[arg(long, default_value_t = 4)]
+    shards: u32,
+    #[arg(long, default_value_t = 4)]
+    producers: usize,
+    /// Bytes of data per record.
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Target records/s over all producers (open loop); default: as fast as --in-flight allows.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Records each producer keeps unacknowledged.
+    #[arg(long, default_value_t = 1000)]
+    in_flight: usize,
+    /// KPL aggregation (not implemented yet: refused).
+    #[arg(long)]
+    aggregate: bool,
+    /// The producer's linger time.
+    #[arg(long, default_value_t = 0)]
+    linger_ms: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Produce(args) => {
+            let report = produce(&args).await?;
+            print_report(&args, &report);
+        }
+        Command::Suite { out, duration } => suite(&out, duration).await?,
+    }
+    Ok(())
+}
+
+fn print_report(args: &ProduceArgs, report: &Value) {
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "{} producers, {} B records: {:.0} records/s, {:.1} MiB/s; put->ack p50 {:.2} ms, p90 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.2}; {} errors",
+            args.producers,
+            args.record_size,
+            report["records_per_s"].as_f64().unwrap_or(0.0),
+            report["mib_per_s"].as_f64().unwrap_or(0.0),
+            report["p50_ms"].as_f64().unwrap_or(0.0),
+            report["p90_ms"].as_f64().unwrap_or(0.0),
+            report["p99_ms"].as_f64().unwrap_or(0.0),
+            report["p999_ms"].as_f64().unwrap_or(0.0),
+            report["max_ms"].as_f64().unwrap_or(0.0),
+            report["errors"]
+        );
+    }
+}
+
+async fn produce(args: &ProduceArgs) -> anyhow::Result<Value> {
+    anyhow::ensure!(
+        !args.aggregate,
+        "--aggregate: KPL aggregation is not implemented yet"
+    );
+    anyhow::ensure!(
+        args.producers > 0 && args.in_flight > 0,
+        "--producers and --in-flight must be positive"
+    );
+    let client = Client::from_list(&args.endpoint)?;
+    if args.create {
+        client
+            .create_stream(&args.stream, args.shards, None)
+            .await
+            .context("creating the stream")?;
+    }
+    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sent_total = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.duration);
+    let mut tasks = Vec::new();
+    for producer_index in 0..args.producers {
+        let config = ProducerConfig {
+            linger: Duration::from_millis(args.linger_ms),
+            ..ProducerConfig::default()
+        };
+        let producer = Arc::new(Producer::new(client.clone(), &args.stream, config));
+        let (histogram, errors, acked) = (histogram.clone(), errors.clone(), acked.clone());
+        let sent_total = sent_total.clone();
+        let window = Arc::new(Semaphore::new(args.in_flight));
+        let data = Bytes::from(vec![b'x'; args.record_size]);
+        let per_producer_rate = args
+            .rate
+            .map(|r| (r as f64 / args.producers as f64).max(1.0));
+        tasks.push(tokio::spawn(async move {
+            let mut sent = 0u64;
+            while Instant::now() < deadline {
+                if let Some(rate) = per_producer_rate {
+                    let due = started + Duration::from_secs_f64(sent as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let permit = window.clone().acquire_owned().await.expect("window open");
+                let key = format!("p{producer_index}-{sent}");
+                let put_at = Instant::now();
+                let receipt = match producer.put(&key, data.clone(), None).await {
+                    Ok(receipt) => receipt,
+                    Err(_) => {
+                        errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    }
+                };
+                sent += 1;
+                sent_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let (histogram, errors, acked) = (histogram.clone(), errors.clone(), acked.clone());
+                tokio::spawn(async move {
+                    match receipt.await {
+                        Ok(_) => {
+                            let micros = put_at.elapsed().as_micros() as u64;
+                            let _ = histogram.lock().await.record(micros.max(1));
+                            acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    drop(permit);
+                });
+            }
+            if let Ok(producer) = Arc::try_unwrap(producer) {
+                producer.close().await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await?;
+    }
+    // Receipts of the last records resolve once their producers closed.
+    let window_close = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < window_close
+        && acked.load(std::sync::atomic::Ordering::Relaxed)
+            + errors.load(std::sync::atomic::Ordering::Relaxed)
+            < sent_total.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let histogram = histogram.lock().await;
+    let records = acked.load(std::sync::atomic::Ordering::Relaxed);
+    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    Ok(json!({
+        "records": records,
+        "records_per_s": records as f64 / elapsed,
+        "mib_per_s": records as f64 * args.record_size as f64 / elapsed / (1024.0 * 1024.0),
+        "p50_ms": ms(0.5),
+        "p90_ms": ms(0.9),
+        "p99_ms": ms(0.99),
+        "p999_ms": ms(0.999),
+        "max_ms": histogram.max() as f64 / 1000.0,
+        "errors": errors.load(std::sync::atomic::Ordering::Relaxed),
+    }))
+}
+
+/// The standard scenarios on a fresh local cluster.
+async fn suite(out: &std::path::Path, duration: u64) -> anyhow::Result<()> {
+    let binary = std::env::current_exe()?
+        .parent()
+        .context("the bench binary's directory")?
+        .join("tributary");
+    anyhow::ensure!(
+        binary.exists(),
+        "build the tributary binary first (cargo build --release)"
+    );
+    let cluster = tributary_testkit::Cluster::start(
+        &binary,
+        tributary_testkit::ClusterOptions {
+            node_args: vec!["--shard-limits".into(), "off".into()],
+            ..Default::default()
+        },
+    )
+    .await?;
+    let scenarios: Vec<(&str, usize, usize, usize)> = vec![
+        // name, record size, producers, in flight per producer
+        ("produce-100B", 100, 4, 2000),
+        ("produce-1KiB", 1024, 4, 1000),
+        ("produce-10KiB", 10 * 1024, 4, 200),
+        ("produce-1KiB-one-in-flight", 1024, 1, 1),
+    ];
+    std::fs::create_dir_all(out)?;
+    let mut results = Vec::new();
+    let mut table = String::from(
+        "| scenario | records/s | MiB/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (index, (name, size, producers, in_flight)) in scenarios.into_iter().enumerate() {
+        let args = ProduceArgs {
+            endpoint: cluster.endpoints(),
+            stream: format!("bench-{index}"),
+            create: true,
+            shards: 6,
+            producers,
+            record_size: size,
+            duration,
+            rate: None,
+            in_flight,
+            aggregate: false,
+            linger_ms: 0,
+            json: false,
+        };
+        let report = produce(&args).await?;
+        print!("{name}: ");
+        print_report(&args, &report);
+        table.push_str(&format!(
+            "| {name} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} |\n",
+            report["records_per_s"].as_f64().unwrap_or(0.0),
+            report["mib_per_s"].as_f64().unwrap_or(0.0),
+            report["p50_ms"].as_f64().unwrap_or(0.0),
+            report["p90_ms"].as_f64().unwrap_or(0.0),
+            report["p99_ms"].as_f64().unwrap_or(0.0),
+            report["p999_ms"].as_f64().unwrap_or(0.0),
+            report["max_ms"].as_f64().unwrap_or(0.0),
+            report["errors"]
+        ));
+        results.push(json!({"scenario": name, "result": report}));
+    }
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_vec_pretty(&results)?,
+    )?;
+    std::fs::write(out.join("results.md"), table)?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
