@@ -29,6 +29,14 @@ struct Cli {
 enum Command {
     /// Put records as fast as allowed (or at --rate) and report throughput and latency.
     Produce(ProduceArgs),
+    /// Start a local 3-node cluster, and SIGKILL a shard's leader under load, --runs times:
+    /// how long until puts succeed again.
+    Failover {
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Start a local 3-node cluster and run the standard scenarios.
     Suite {
         /// Where results.json and results.md go.
@@ -82,6 +90,18 @@ async fn main() -> anyhow::Result<()> {
             print_report(&args, &report);
         }
         Command::Suite { out, duration } => suite(&out, duration).await?,
+        Command::Failover { runs, json } => {
+            let report = failover(runs).await?;
+            if json {
+                println!("{report}");
+            } else {
+                println!(
+                    "puts succeed again after a leader's SIGKILL: median {:.0} ms, max {:.0} ms over {runs} runs",
+                    report["median_ms"].as_f64().unwrap_or(0.0),
+                    report["max_ms"].as_f64().unwrap_or(0.0),
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -212,8 +232,8 @@ async fn produce(args: &ProduceArgs) -> anyhow::Result<Value> {
     }))
 }
 
-/// The standard scenarios on a fresh local cluster.
-async fn suite(out: &std::path::Path, duration: u64) -> anyhow::Result<()> {
+/// A local 3-node/3-AZ cluster from the testkit with per-shard limits off.
+async fn local_cluster() -> anyhow::Result<tributary_testkit::Cluster> {
     let binary = std::env::current_exe()?
         .parent()
         .context("the bench binary's directory")?
@@ -222,14 +242,68 @@ async fn suite(out: &std::path::Path, duration: u64) -> anyhow::Result<()> {
         binary.exists(),
         "build the tributary binary first (cargo build --release)"
     );
-    let cluster = tributary_testkit::Cluster::start(
+    tributary_testkit::Cluster::start(
         &binary,
         tributary_testkit::ClusterOptions {
             node_args: vec!["--shard-limits".into(), "off".into()],
             ..Default::default()
         },
     )
-    .await?;
+    .await
+}
+
+/// Kills the leader of a one-shard stream while a client keeps putting, and measures from the
+/// kill to the first acknowledged put; the node is restarted between runs.
+async fn failover(runs: usize) -> anyhow::Result<Value> {
+    anyhow::ensure!(runs > 0, "--runs must be positive");
+    let mut cluster = local_cluster().await?;
+    Client::from_list(&cluster.endpoints())?
+        .create_stream("failover", 1, None)
+        .await?;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let client =
+            Client::from_list(&cluster.endpoints())?.with_call_timeout(Duration::from_secs(5));
+        let leader = loop {
+            let description = client.describe_stream("failover").await?;
+            if let Some(leader) = description.shards[0].leader {
+                break leader;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        put_one(&client).await?;
+        cluster.kill(leader)?;
+        let killed = Instant::now();
+        let survivors = Client::from_list(&cluster.running_endpoints())?;
+        while put_one(&survivors).await.is_err() {}
+        times.push(killed.elapsed().as_secs_f64() * 1000.0);
+        cluster.start_node(leader)?;
+        cluster.wait_ready().await?;
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(json!({
+        "runs": runs,
+        "median_ms": times[times.len() / 2],
+        "max_ms": times[times.len() - 1],
+        "all_ms": times,
+    }))
+}
+
+/// One record, acknowledged.
+async fn put_one(client: &Client) -> anyhow::Result<()> {
+    let entry = tributary_client::v1::PutRecordsRequestEntry {
+        data: Bytes::from_static(b"failover"),
+        partition_key: "k".into(),
+        explicit_hash_key: None,
+    };
+    let response = client.put_records("failover", vec![entry]).await?;
+    anyhow::ensure!(response.failed_record_count == 0, "the put failed");
+    Ok(())
+}
+
+/// The standard scenarios on a fresh local cluster.
+async fn suite(out: &std::path::Path, duration: u64) -> anyhow::Result<()> {
+    let cluster = local_cluster().await?;
     let scenarios: Vec<(&str, usize, usize, usize)> = vec![
         // name, record size, producers, in flight per producer
         ("produce-100B", 100, 4, 2000),
