@@ -37,6 +37,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Start a local 3-node cluster, write --mib MiB into --shards shards, then read everything
+    /// from TRIM_HORIZON (one reader per shard) and report the read rate.
+    Catchup {
+        #[arg(long, default_value_t = 256)]
+        mib: usize,
+        #[arg(long, default_value_t = 3)]
+        shards: u32,
+        #[arg(long, default_value_t = 10 * 1024)]
+        record_size: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Start a local 3-node cluster and run the standard scenarios.
     Suite {
         /// Where results.json and results.md go.
@@ -90,6 +102,25 @@ async fn main() -> anyhow::Result<()> {
             print_report(&args, &report);
         }
         Command::Suite { out, duration } => suite(&out, duration).await?,
+        Command::Catchup {
+            mib,
+            shards,
+            record_size,
+            json,
+        } => {
+            let report = catchup(mib, shards, record_size).await?;
+            if json {
+                println!("{report}");
+            } else {
+                println!(
+                    "read {:.0} MiB from TRIM_HORIZON in {:.2} s: {:.1} MiB/s ({:.0} records/s)",
+                    report["mib"].as_f64().unwrap_or(0.0),
+                    report["seconds"].as_f64().unwrap_or(0.0),
+                    report["mib_per_s"].as_f64().unwrap_or(0.0),
+                    report["records_per_s"].as_f64().unwrap_or(0.0),
+                );
+            }
+        }
         Command::Failover { runs, json } => {
             let report = failover(runs).await?;
             if json {
@@ -286,6 +317,75 @@ async fn failover(runs: usize) -> anyhow::Result<Value> {
         "median_ms": times[times.len() / 2],
         "max_ms": times[times.len() - 1],
         "all_ms": times,
+    }))
+}
+
+/// Fills a stream, then reads every shard from TRIM_HORIZON concurrently, 10,000 records per
+/// GetRecords call (10 MiB at most).
+async fn catchup(mib: usize, shards: u32, record_size: usize) -> anyhow::Result<Value> {
+    anyhow::ensure!(
+        record_size > 0 && mib > 0,
+        "--mib and --record-size must be positive"
+    );
+    let cluster = local_cluster().await?;
+    let client = Client::from_list(&cluster.endpoints())?;
+    client.create_stream("catchup", shards, None).await?;
+    let records = mib * 1024 * 1024 / record_size;
+    let producer = Producer::new(client.clone(), "catchup", ProducerConfig::default());
+    let data = Bytes::from(vec![b'c'; record_size]);
+    let mut receipts = Vec::with_capacity(records);
+    for i in 0..records {
+        receipts.push(producer.put(&format!("k{i}"), data.clone(), None).await?);
+    }
+    producer.close().await;
+    for receipt in receipts {
+        receipt.await?;
+    }
+    let shard_ids: Vec<String> = client
+        .describe_stream("catchup")
+        .await?
+        .shards
+        .into_iter()
+        .map(|s| s.shard_id)
+        .collect();
+    let started = Instant::now();
+    let mut readers = Vec::new();
+    for shard in shard_ids {
+        let client = client.clone();
+        readers.push(tokio::spawn(async move {
+            let mut iterator = client
+                .get_shard_iterator("catchup", &shard, "TRIM_HORIZON", None)
+                .await?;
+            let (mut count, mut bytes) = (0usize, 0usize);
+            loop {
+                let response = client.get_records(&iterator, None).await?;
+                count += response.records.len();
+                bytes += response.records.iter().map(|r| r.data.len()).sum::<usize>();
+                match response.next_shard_iterator {
+                    Some(next)
+                        if response.millis_behind_latest > 0 || !response.records.is_empty() =>
+                    {
+                        iterator = next
+                    }
+                    _ => return Ok::<_, anyhow::Error>((count, bytes)),
+                }
+            }
+        }));
+    }
+    let (mut count, mut bytes) = (0, 0);
+    for reader in readers {
+        let (c, b) = reader.await??;
+        count += c;
+        bytes += b;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(count == records, "read {count} of {records} records");
+    Ok(json!({
+        "records": count,
+        "mib": bytes as f64 / (1024.0 * 1024.0),
+        "seconds": seconds,
+        "mib_per_s": bytes as f64 / (1024.0 * 1024.0) / seconds,
+        "records_per_s": count as f64 / seconds,
     }))
 }
 
