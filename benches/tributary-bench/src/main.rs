@@ -49,6 +49,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Start a local 3-node cluster; put a record every --interval-ms for --duration seconds and
+    /// measure put → consumer latency with polling GetRecords and with fan-out.
+    E2e {
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long, default_value_t = 10)]
+        interval_ms: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Start a local 3-node cluster and run the standard scenarios.
     Suite {
         /// Where results.json and results.md go.
@@ -119,6 +129,26 @@ async fn main() -> anyhow::Result<()> {
                     report["mib_per_s"].as_f64().unwrap_or(0.0),
                     report["records_per_s"].as_f64().unwrap_or(0.0),
                 );
+            }
+        }
+        Command::E2e {
+            duration,
+            interval_ms,
+            json,
+        } => {
+            let report = e2e(duration, interval_ms).await?;
+            if json {
+                println!("{report}");
+            } else {
+                for mode in ["polling", "fan_out"] {
+                    println!(
+                        "{mode}: put -> consumer p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} records)",
+                        report[mode]["p50_ms"].as_f64().unwrap_or(0.0),
+                        report[mode]["p99_ms"].as_f64().unwrap_or(0.0),
+                        report[mode]["max_ms"].as_f64().unwrap_or(0.0),
+                        report[mode]["records"],
+                    );
+                }
             }
         }
         Command::Failover { runs, json } => {
@@ -386,6 +416,103 @@ async fn catchup(mib: usize, shards: u32, record_size: usize) -> anyhow::Result<
         "seconds": seconds,
         "mib_per_s": bytes as f64 / (1024.0 * 1024.0) / seconds,
         "records_per_s": count as f64 / seconds,
+    }))
+}
+
+/// Put → consumer latency: each record carries the microsecond it was put (on this process's
+/// clock); a polling reader (GetRecords in a loop, limits off) and a fan-out subscriber note when
+/// they see it.
+async fn e2e(duration: u64, interval_ms: u64) -> anyhow::Result<Value> {
+    let cluster = local_cluster().await?;
+    let client = Client::from_list(&cluster.endpoints())?;
+    client.create_stream("e2e", 1, None).await?;
+    client.register_consumer("e2e", "bench").await?;
+    let origin = Instant::now();
+    let shard = "shardId-000000000000";
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let latency = move |data: &[u8]| -> Option<u64> {
+        let sent: u64 = std::str::from_utf8(data).ok()?.parse().ok()?;
+        Some(
+            (origin.elapsed().as_micros() as u64)
+                .saturating_sub(sent)
+                .max(1),
+        )
+    };
+
+    let polling = {
+        let (client, stop) = (client.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut iterator = client
+                .get_shard_iterator("e2e", shard, "LATEST", None)
+                .await?;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let response = client.get_records(&iterator, None).await?;
+                for record in &response.records {
+                    if let Some(micros) = latency(&record.data) {
+                        histogram.record(micros)?;
+                    }
+                }
+                iterator = response.next_shard_iterator.context("the shard is open")?;
+            }
+            Ok::<_, anyhow::Error>(histogram)
+        })
+    };
+    let fan_out = {
+        let (client, stop) = (client.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let request = tributary_client::v1::SubscribeToShardRequest {
+                stream_name: "e2e".into(),
+                consumer_name: "bench".into(),
+                shard_id: shard.into(),
+                starting_position: Some(tributary_client::v1::StartingPosition {
+                    r#type: "LATEST".into(),
+                    ..Default::default()
+                }),
+            };
+            let mut events = client.subscribe_to_shard(request).await?;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(Ok(Some(event))) =
+                    tokio::time::timeout(Duration::from_millis(500), events.message()).await
+                else {
+                    continue;
+                };
+                for record in &event.records {
+                    if let Some(micros) = latency(&record.data) {
+                        histogram.record(micros)?;
+                    }
+                }
+            }
+            Ok::<_, anyhow::Error>(histogram)
+        })
+    };
+    // Let both readers start before the first record.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut pace = tokio::time::interval(Duration::from_millis(interval_ms.max(1)));
+    let end = Instant::now() + Duration::from_secs(duration);
+    while Instant::now() < end {
+        pace.tick().await;
+        let entry = tributary_client::v1::PutRecordsRequestEntry {
+            data: Bytes::from(origin.elapsed().as_micros().to_string()),
+            partition_key: "e2e".into(),
+            explicit_hash_key: None,
+        };
+        client.put_records("e2e", vec![entry]).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let summary = |h: Histogram<u64>| {
+        json!({
+            "records": h.len(),
+            "p50_ms": h.value_at_quantile(0.5) as f64 / 1000.0,
+            "p99_ms": h.value_at_quantile(0.99) as f64 / 1000.0,
+            "max_ms": h.max() as f64 / 1000.0,
+        })
+    };
+    Ok(json!({
+        "polling": summary(polling.await??),
+        "fan_out": summary(fan_out.await??),
     }))
 }
 
