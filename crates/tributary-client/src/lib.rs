@@ -72,7 +72,7 @@ pub struct Client {
     /// The lease-table service on the same endpoints and channels.
     tables: Arc<Vec<TablesClient<Channel>>>,
     current: Arc<AtomicUsize>,
-    call_timeout: Duration,
+    pub(crate) call_timeout: Duration,
 }
 
 impl Client {

@@ -6,8 +6,10 @@
 //! and records a retry sends again go back to the front of their shard's queue. Buffered bytes are
 //! bounded; a full buffer makes `put` wait (or fail at once, if configured).
 //!
-//! Not yet: KPL aggregation, idempotent puts, routing to shard leaders directly (calls go to the
-//! client's endpoints, which forward one hop).
+//! Batches go straight to each shard's leader (learned from DescribeStream and ClusterStatus,
+//! re-learned every 10 s and after a retry), skipping the forwarding hop.
+//!
+//! Not yet: KPL aggregation, idempotent puts.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -22,6 +24,9 @@ use tributary_types::{
 };
 
 use crate::{Client, ClientError, Error, v1};
+
+/// How often the producer re-learns shard leaders.
+const LEADER_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
@@ -110,6 +115,8 @@ impl Producer {
                 config: config.clone(),
                 budget: budget.clone(),
                 shards: Vec::new(),
+                leaders: BTreeMap::new(),
+                leaders_at_opt: None,
                 queues: BTreeMap::new(),
             }
             .run(rx),
@@ -210,6 +217,10 @@ struct Sender {
     budget: Arc<Semaphore>,
     /// Open shards' ranges from ListShards, refreshed when a record lands elsewhere.
     shards: Vec<(String, HashKeyRange)>,
+    /// A client for each shard's leader, so batches skip the forwarding hop; a shard whose batch
+    /// had to be retried falls back to `client` until the next refresh.
+    leaders: BTreeMap<String, Client>,
+    leaders_at_opt: Option<Instant>,
     queues: BTreeMap<String, Queue>,
 }
 
@@ -303,7 +314,40 @@ impl Sender {
             .map_or_else(|| "unknown".to_string(), |(id, _)| id.clone())
     }
 
+    /// Learns each shard's leader and address (DescribeStream, ClusterStatus).
+    async fn refresh_leaders(&mut self) {
+        self.leaders_at_opt = Some(Instant::now());
+        let (Ok(description), Ok(status)) = (
+            self.client.describe_stream(&self.stream).await,
+            self.client.cluster_status().await,
+        ) else {
+            return;
+        };
+        let addresses: BTreeMap<u64, String> = status
+            .nodes
+            .into_iter()
+            .map(|n| (n.id, n.address))
+            .collect();
+        self.leaders = description
+            .shards
+            .into_iter()
+            .filter_map(|shard| {
+                let address = addresses.get(&shard.leader?)?;
+                let client = Client::new(&[address])
+                    .ok()?
+                    .with_call_timeout(self.client.call_timeout);
+                Some((shard.shard_id, client))
+            })
+            .collect();
+    }
+
     async fn enqueue(&mut self, pending: Pending) {
+        if self
+            .leaders_at_opt
+            .is_none_or(|at| at.elapsed() > LEADER_REFRESH_INTERVAL)
+        {
+            self.refresh_leaders().await;
+        }
         let shard = self.shard_of(pending.hash_key).await;
         self.queues
             .entry(shard)
@@ -347,7 +391,7 @@ impl Sender {
             let entries: Vec<v1::PutRecordsRequestEntry> =
                 batch.iter().map(|p| p.entry.clone()).collect();
             let (client, stream, shard, done) = (
-                self.client.clone(),
+                self.leaders.get(shard).unwrap_or(&self.client).clone(),
                 self.stream.clone(),
                 shard.clone(),
                 done.clone(),
@@ -420,6 +464,10 @@ impl Sender {
                     self.answer(pending, Err(error));
                 }
             }
+        }
+        if !retry.is_empty() {
+            // The leader may have moved: go through the endpoints until the next refresh.
+            self.leaders.remove(shard);
         }
         let queue = self.queues.entry(shard.to_string()).or_default();
         queue.in_flight = false;
