@@ -392,6 +392,19 @@ async fn split_merge_and_scale_under_load_lose_and_reorder_nothing() {
     assert_eq!(both.code(), "INVALID_ARGUMENT");
 }
 
+/// A subscription of `consumer` to the one shard of stream "live", from LATEST.
+fn latest_subscription(consumer: &str) -> v1::SubscribeToShardRequest {
+    v1::SubscribeToShardRequest {
+        stream_name: "live".into(),
+        consumer_name: consumer.into(),
+        shard_id: "shardId-000000000000".into(),
+        starting_position: Some(v1::StartingPosition {
+            r#type: "LATEST".into(),
+            ..Default::default()
+        }),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_pushes_at_once_and_survives_a_leader_change() {
     let mut cluster = start_cluster(3, 3).await;
@@ -401,30 +414,14 @@ async fn fan_out_pushes_at_once_and_survives_a_leader_change() {
 
     // Unregistered consumers are refused.
     let refused = client
-        .subscribe_to_shard(v1::SubscribeToShardRequest {
-            stream_name: "live".into(),
-            consumer_name: "stranger".into(),
-            shard_id: "shardId-000000000000".into(),
-            starting_position: Some(v1::StartingPosition {
-                r#type: "LATEST".into(),
-                ..Default::default()
-            }),
-        })
+        .subscribe_to_shard(latest_subscription("stranger"))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), "RESOURCE_NOT_FOUND");
 
     // Delivery: a record put after subscribing arrives pushed, without polling.
     let mut events = client
-        .subscribe_to_shard(v1::SubscribeToShardRequest {
-            stream_name: "live".into(),
-            consumer_name: "watcher".into(),
-            shard_id: "shardId-000000000000".into(),
-            starting_position: Some(v1::StartingPosition {
-                r#type: "LATEST".into(),
-                ..Default::default()
-            }),
-        })
+        .subscribe_to_shard(latest_subscription("watcher"))
         .await
         .unwrap();
     let first = events.message().await.unwrap().expect("an initial event");
@@ -462,15 +459,7 @@ async fn fan_out_pushes_at_once_and_survives_a_leader_change() {
     // A second subscription of the same consumer to the shard takes over; the first ends with
     // RESOURCE_IN_USE.
     let _second = client
-        .subscribe_to_shard(v1::SubscribeToShardRequest {
-            stream_name: "live".into(),
-            consumer_name: "watcher".into(),
-            shard_id: "shardId-000000000000".into(),
-            starting_position: Some(v1::StartingPosition {
-                r#type: "LATEST".into(),
-                ..Default::default()
-            }),
-        })
+        .subscribe_to_shard(latest_subscription("watcher"))
         .await
         .unwrap();
     let ended = loop {
