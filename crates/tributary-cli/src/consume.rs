@@ -10,8 +10,8 @@ use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tributary_client::consumer::{
-    Checkpointer, InitialPosition, ProcessorFactory, Retrieval, ShardRecordProcessor, Worker,
-    WorkerConfig,
+    Checkpointer, InitialPosition, ProcessorFactory, Retrieval, ShardRecordProcessor, UserRecord,
+    Worker, WorkerConfig,
 };
 use tributary_client::v1;
 
@@ -55,17 +55,26 @@ impl ShardRecordProcessor for Printer {
 
     async fn process_records(
         &mut self,
-        records: Vec<v1::Record>,
+        records: Vec<UserRecord>,
         _millis_behind_latest: u64,
         checkpointer: &Checkpointer,
     ) {
         for record in &records {
-            let mut line = crate::get::record_json(&self.shard_id, record);
+            let stored = v1::Record {
+                sequence_number: record.sequence_number.clone(),
+                approximate_arrival_timestamp_ms: record.approximate_arrival_timestamp_ms,
+                data: record.data.clone(),
+                partition_key: record.partition_key.clone(),
+            };
+            let mut line = crate::get::record_json(&self.shard_id, &stored);
+            if record.is_aggregated() {
+                line["sub_sequence_number"] = json!(record.sub_sequence_number);
+            }
             line["worker_id"] = json!(self.worker_id);
             println!("{line}");
         }
         if let Some(last) = records.last()
-            && let Err(error) = checkpointer.checkpoint(&last.sequence_number).await
+            && let Err(error) = checkpointer.checkpoint_record(last).await
         {
             eprintln!("{}: checkpoint failed: {error}", self.shard_id);
         }

@@ -23,9 +23,12 @@ use std::time::Duration;
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
+pub use crate::aggregation::UserRecord;
+use crate::aggregation::deaggregate;
 use crate::{
     AttributeValue, Client, ClientError, Comparator, Condition, ErrorCode, Item, Update, v1,
 };
+use tributary_types::HashKeyRange;
 
 /// Lease attribute names, as the KCL names them.
 pub const LEASE_KEY: &str = "leaseKey";
@@ -108,9 +111,11 @@ impl WorkerConfig {
 /// What a worker calls for each shard it processes, as the KCL's ShardRecordProcessor.
 pub trait ShardRecordProcessor: Send + 'static {
     fn initialize(&mut self, shard_id: &str) -> impl Future<Output = ()> + Send;
+    /// User records in order: aggregated records arrive de-aggregated, numbered by the stored
+    /// record's sequence number and a sub-sequence number.
     fn process_records(
         &mut self,
-        records: Vec<v1::Record>,
+        records: Vec<UserRecord>,
         millis_behind_latest: u64,
         checkpointer: &Checkpointer,
     ) -> impl Future<Output = ()> + Send;
@@ -137,6 +142,9 @@ struct Held {
     counter: u64,
     lost: bool,
     last_checkpoint: Option<String>,
+    /// With `last_checkpoint`: 0 when the whole stored record is done, else the sub-sequence
+    /// number of the first user record of it still to process.
+    last_sub: u64,
     /// Set at a closed shard's end: recorded as `childShardIds` with the SHARD_END checkpoint.
     children: Vec<String>,
 }
@@ -153,21 +161,33 @@ pub struct Checkpointer {
 impl Checkpointer {
     /// Records that every record up to `sequence_number` is processed.
     pub async fn checkpoint(&self, sequence_number: &str) -> Result<(), ClientError> {
-        self.write_checkpoint(sequence_number).await
+        self.write_checkpoint(sequence_number, 0).await
+    }
+
+    /// Records that every user record up to and including `record` is processed: inside an
+    /// aggregated record, a restart resumes with the next user record of it.
+    pub async fn checkpoint_record(&self, record: &UserRecord) -> Result<(), ClientError> {
+        let next_sub = if record.is_last_in_stored() {
+            0
+        } else {
+            record.sub_sequence_number + 1
+        };
+        self.write_checkpoint(&record.sequence_number, next_sub)
+            .await
     }
 
     /// Records that the closed shard is done; its children may start.
     pub async fn checkpoint_shard_end(&self) -> Result<(), ClientError> {
-        self.write_checkpoint(SHARD_END).await
+        self.write_checkpoint(SHARD_END, 0).await
     }
 
-    async fn write_checkpoint(&self, checkpoint: &str) -> Result<(), ClientError> {
+    async fn write_checkpoint(&self, checkpoint: &str, next_sub: u64) -> Result<(), ClientError> {
         let mut held = self.held.lock().await;
         if held.lost {
             return Err(lease_lost(&self.shard_id));
         }
         if let Some(previous) = &held.last_checkpoint
-            && moves_backwards(previous, checkpoint)
+            && moves_backwards((previous, held.last_sub), (checkpoint, next_sub))
         {
             return Err(ClientError::Api(crate::Error::invalid_argument(format!(
                 "checkpoint {checkpoint} is behind {previous}: checkpoints never move backwards"
@@ -175,7 +195,7 @@ impl Checkpointer {
         }
         let mut updates = vec![
             set(CHECKPOINT, AttributeValue::S(checkpoint.to_string())),
-            set(CHECKPOINT_SUB_SEQUENCE, number(0)),
+            set(CHECKPOINT_SUB_SEQUENCE, number(next_sub)),
             set(OWNER_SWITCHES, number(0)),
             Update::Add {
                 attribute: LEASE_COUNTER.into(),
@@ -195,6 +215,7 @@ impl Checkpointer {
             Ok(_) => {
                 held.counter += 1;
                 held.last_checkpoint = Some(checkpoint.to_string());
+                held.last_sub = next_sub;
                 Ok(())
             }
             Err(ClientError::Api(error)) if error.code == ErrorCode::ConditionalCheckFailed => {
@@ -206,10 +227,13 @@ impl Checkpointer {
     }
 }
 
-fn moves_backwards(previous: &str, next: &str) -> bool {
-    match (previous.parse::<u128>(), next.parse::<u128>()) {
-        (Ok(previous), Ok(next)) => next < previous,
-        _ => previous == SHARD_END && next != SHARD_END,
+/// Checkpoints are (sequence number, next sub-sequence number); a next sub-sequence number of 0
+/// means the whole record, past every partial checkpoint of it.
+fn moves_backwards(previous: (&str, u64), next: (&str, u64)) -> bool {
+    let rank = |sub: u64| if sub == 0 { u64::MAX } else { sub };
+    match (previous.0.parse::<u128>(), next.0.parse::<u128>()) {
+        (Ok(p), Ok(n)) => (n, rank(next.1)) < (p, rank(previous.1)),
+        _ => previous.0 == SHARD_END && next.0 != SHARD_END,
     }
 }
 
@@ -262,6 +286,43 @@ fn counter_of(item: &Item) -> u64 {
     match item.get(LEASE_COUNTER) {
         Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
         _ => 0,
+    }
+}
+
+fn sub_sequence_of(item: &Item) -> u64 {
+    match item.get(CHECKPOINT_SUB_SEQUENCE) {
+        Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The lease's shard hash range (user records of aggregates outside it are dropped).
+fn range_of(item: &Item) -> Option<HashKeyRange> {
+    Some(HashKeyRange {
+        start_inclusive: text(item, STARTING_HASH_KEY)?.parse().ok()?,
+        end_inclusive: text(item, ENDING_HASH_KEY)?.parse().ok()?,
+    })
+}
+
+/// Where a shard's processing starts: its lease's checkpoint.
+struct Start {
+    checkpoint: String,
+    /// Inside an aggregated record: resume at this user record of `checkpoint` (0: after it).
+    next_sub: u64,
+    initial: InitialPosition,
+    range_opt: Option<HashKeyRange>,
+}
+
+impl Start {
+    /// De-aggregates a batch, dropping user records a partial checkpoint already covered.
+    fn user_records(&self, records: Vec<v1::Record>) -> Vec<UserRecord> {
+        let mut users = deaggregate(records, self.range_opt);
+        if self.next_sub > 0 {
+            users.retain(|u| {
+                u.sequence_number != self.checkpoint || u.sub_sequence_number >= self.next_sub
+            });
+        }
+        users
     }
 }
 
@@ -527,6 +588,7 @@ impl<F: ProcessorFactory> Worker<F> {
                     counter: counter_of(&item),
                     lost: false,
                     last_checkpoint: text(&item, CHECKPOINT).map(str::to_string),
+                    last_sub: sub_sequence_of(&item),
                     children: Vec::new(),
                 };
                 if let Some(previous) = self.running.remove(key) {
@@ -577,9 +639,13 @@ impl<F: ProcessorFactory> Worker<F> {
                 held: running.held.clone(),
             };
             let processor = self.factory.create();
-            let start = text(lease, CHECKPOINT).unwrap_or(TRIM_HORIZON).to_string();
+            let start = Start {
+                checkpoint: text(lease, CHECKPOINT).unwrap_or(TRIM_HORIZON).to_string(),
+                next_sub: sub_sequence_of(lease),
+                initial: self.config.initial_position,
+                range_opt: range_of(lease),
+            };
             let stream = self.config.stream.clone();
-            let initial = self.config.initial_position;
             let retrieval = match self.config.retrieval {
                 Retrieval::Polling => None,
                 Retrieval::FanOut => Some(self.config.application_name.clone()),
@@ -589,7 +655,7 @@ impl<F: ProcessorFactory> Worker<F> {
                 processor,
                 checkpointer,
                 stream,
-                (start, initial),
+                start,
                 retrieval,
                 shutdown,
             ));
@@ -683,7 +749,7 @@ async fn process_shard<P: ShardRecordProcessor>(
     mut processor: P,
     checkpointer: Checkpointer,
     stream: String,
-    (start, initial): (String, InitialPosition),
+    start: Start,
     fan_out_consumer_opt: Option<String>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -695,22 +761,27 @@ async fn process_shard<P: ShardRecordProcessor>(
         shard_id: shard.clone(),
         ..Default::default()
     };
-    match start.as_str() {
-        TRIM_HORIZON | LATEST => request.shard_iterator_type = start.clone(),
+    match start.checkpoint.as_str() {
+        TRIM_HORIZON | LATEST => request.shard_iterator_type = start.checkpoint.clone(),
         AT_TIMESTAMP => {
             request.shard_iterator_type = AT_TIMESTAMP.into();
-            request.timestamp_ms = match initial {
+            request.timestamp_ms = match start.initial {
                 InitialPosition::AtTimestamp(t) => Some(t),
                 _ => Some(0),
             };
         }
         sequence_number => {
-            request.shard_iterator_type = "AFTER_SEQUENCE_NUMBER".into();
+            // A partial checkpoint inside an aggregated record re-reads that record.
+            request.shard_iterator_type = if start.next_sub > 0 {
+                "AT_SEQUENCE_NUMBER".into()
+            } else {
+                "AFTER_SEQUENCE_NUMBER".into()
+            };
             request.starting_sequence_number = Some(sequence_number.to_string());
         }
     }
     if let Some(consumer) = fan_out_consumer_opt {
-        subscribe_shard(processor, checkpointer, request, consumer, shutdown).await;
+        subscribe_shard(processor, checkpointer, request, &start, consumer, shutdown).await;
         return;
     }
     let mut iterator_opt: Option<String> = None;
@@ -738,13 +809,10 @@ async fn process_shard<P: ShardRecordProcessor>(
             }
         };
         let caught_up = response.records.is_empty();
-        if !response.records.is_empty() {
+        let users = start.user_records(response.records);
+        if !users.is_empty() {
             processor
-                .process_records(
-                    response.records,
-                    response.millis_behind_latest,
-                    &checkpointer,
-                )
+                .process_records(users, response.millis_behind_latest, &checkpointer)
                 .await;
         }
         match response.next_shard_iterator {
@@ -770,6 +838,7 @@ async fn subscribe_shard<P: ShardRecordProcessor>(
     mut processor: P,
     checkpointer: Checkpointer,
     start: v1::GetShardIteratorRequest,
+    from: &Start,
     consumer: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -818,9 +887,10 @@ async fn subscribe_shard<P: ShardRecordProcessor>(
             let Ok(Some(event)) = event else {
                 break;
             };
-            if !event.records.is_empty() {
+            let users = from.user_records(event.records);
+            if !users.is_empty() {
                 processor
-                    .process_records(event.records, event.millis_behind_latest, &checkpointer)
+                    .process_records(users, event.millis_behind_latest, &checkpointer)
                     .await;
             }
             match event.continuation_sequence_number {
@@ -874,11 +944,44 @@ mod tests {
 
     #[test]
     fn checkpoints_only_move_forward() {
-        assert!(!moves_backwards(TRIM_HORIZON, "5"));
-        assert!(!moves_backwards("5", "6"));
-        assert!(moves_backwards("6", "5"));
-        assert!(!moves_backwards("6", SHARD_END));
-        assert!(moves_backwards(SHARD_END, "7"));
+        assert!(!moves_backwards((TRIM_HORIZON, 0), ("5", 0)));
+        assert!(!moves_backwards(("5", 0), ("6", 0)));
+        assert!(moves_backwards(("6", 0), ("5", 0)));
+        assert!(!moves_backwards(("6", 0), (SHARD_END, 0)));
+        assert!(moves_backwards((SHARD_END, 0), ("7", 0)));
+        // Inside an aggregated record: user record by user record, then the whole record.
+        assert!(!moves_backwards(("5", 2), ("5", 3)));
+        assert!(!moves_backwards(("5", 3), ("5", 0)));
+        assert!(moves_backwards(("5", 0), ("5", 3)));
+        assert!(moves_backwards(("5", 3), ("5", 1)));
+        assert!(!moves_backwards(("5", 3), ("6", 1)));
+    }
+
+    #[test]
+    fn a_partial_checkpoint_resumes_inside_its_aggregated_record() {
+        let mut aggregator = crate::aggregation::Aggregator::new();
+        for text in ["a", "b", "c"] {
+            aggregator.push(text, None, bytes::Bytes::from(text));
+        }
+        let stored = |sequence_number: &str| v1::Record {
+            sequence_number: sequence_number.into(),
+            approximate_arrival_timestamp_ms: 1,
+            data: aggregator.encode(),
+            partition_key: "a".into(),
+        };
+        // Checkpointed through "b" of record 5: AT_SEQUENCE_NUMBER 5 re-reads it.
+        let start = Start {
+            checkpoint: "5".into(),
+            next_sub: 2,
+            initial: InitialPosition::TrimHorizon,
+            range_opt: None,
+        };
+        let users = start.user_records(vec![stored("5"), stored("6")]);
+        let seen: Vec<(&str, u64)> = users
+            .iter()
+            .map(|u| (u.sequence_number.as_str(), u.sub_sequence_number))
+            .collect();
+        assert_eq!(seen, [("5", 2), ("6", 0), ("6", 1), ("6", 2)]);
     }
 
     #[test]

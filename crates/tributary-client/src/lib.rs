@@ -2,6 +2,7 @@
 //! over to the next listed endpoint when one is unreachable. Answers are the API's messages
 //! (`tributary_client::v1`); failures are typed ([`ClientError`]).
 
+pub mod aggregation;
 pub mod consumer;
 pub mod producer;
 
@@ -778,7 +779,17 @@ impl Client {
         let request = v1::PutRecordsRequest {
             stream_name: stream.to_string(),
             records,
+            ..Default::default()
         };
+        self.put_records_request(request).await
+    }
+
+    /// PutRecords with every field of the request (an idempotent put sets `producer_id` and
+    /// `producer_sequence`).
+    pub async fn put_records_request(
+        &self,
+        request: v1::PutRecordsRequest,
+    ) -> Result<v1::PutRecordsResponse, ClientError> {
         self.unary(request, |mut c, r| async move { c.put_records(r).await })
             .await
     }

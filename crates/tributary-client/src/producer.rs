@@ -9,9 +9,17 @@
 //! Batches go straight to each shard's leader (learned from DescribeStream and ClusterStatus,
 //! re-learned every 10 s and after a retry), skipping the forwarding hop.
 //!
-//! Not yet: KPL aggregation, idempotent puts.
+//! Aggregation (off by default, as consumers must de-aggregate): small user records bound for
+//! the same shard are packed into KPL aggregated records of at most 51,200 bytes; each user
+//! record's receipt carries the stored record's sequence number and its sub-sequence number.
+//!
+//! Idempotence (on by default): each shard queue is a producer id of its own, and every stored
+//! record gets the next number of that sequence when first sent, kept across retries; a shard
+//! that already stored a record answers a retry with the original sequence number, so a retry
+//! after an unknown outcome (a timeout, a leader change) never stores it twice.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +31,7 @@ use tributary_types::{
     PutRecordEntry, validate_put_entry,
 };
 
+use crate::aggregation::{AGGREGATED_PARTITION_KEY, Aggregator, MAX_AGGREGATED_BYTES};
 use crate::{Client, ClientError, Error, v1};
 
 /// How often the producer re-learns shard leaders.
@@ -41,6 +50,11 @@ pub struct ProducerConfig {
     /// First retry pause; doubled per attempt (with jitter) up to `max_backoff`.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// Pack small records into KPL aggregated records (consumers must de-aggregate; the
+    /// worker in [`crate::consumer`] does).
+    pub aggregate: bool,
+    /// Number records so that retries are never stored twice (see the module docs).
+    pub idempotent: bool,
 }
 
 impl Default for ProducerConfig {
@@ -52,6 +66,8 @@ impl Default for ProducerConfig {
             record_ttl: Duration::from_secs(30),
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
+            aggregate: false,
+            idempotent: true,
         }
     }
 }
@@ -61,6 +77,8 @@ impl Default for ProducerConfig {
 pub struct PutResult {
     pub shard_id: String,
     pub sequence_number: String,
+    /// The record's position inside an aggregated record (none when sent on its own).
+    pub sub_sequence_number_opt: Option<u64>,
 }
 
 /// Resolves when the record is acknowledged (or has failed for good).
@@ -81,14 +99,80 @@ impl std::future::Future for PutReceipt {
     }
 }
 
+/// One user record waiting for its answer.
 struct Pending {
-    entry: v1::PutRecordsRequestEntry,
+    partition_key: String,
+    explicit_hash_key_opt: Option<String>,
+    data: Bytes,
     hash_key: HashKey,
+    /// Buffer bytes it holds (released when answered).
     size: usize,
     put_at: Instant,
-    attempts: u32,
-    last_error_opt: Option<Error>,
     reply: oneshot::Sender<Result<PutResult, Error>>,
+}
+
+/// One record to store: a user record, or an aggregate of several. Frozen (its request entry
+/// and producer number fixed) when first sent, so a retry resends exactly the same record.
+struct Unit {
+    users: Vec<Pending>,
+    aggregator_opt: Option<Aggregator>,
+    entry_opt: Option<v1::PutRecordsRequestEntry>,
+    producer_sequence_opt: Option<u64>,
+    attempts: u32,
+}
+
+impl Unit {
+    fn put_at(&self) -> Instant {
+        self.users.first().map_or_else(Instant::now, |p| p.put_at)
+    }
+
+    /// Its bytes toward PutRecords' 5 MiB (data and partition key).
+    fn size(&self) -> usize {
+        match (&self.entry_opt, &self.aggregator_opt) {
+            (Some(entry), _) => entry.data.len() + entry.partition_key.len(),
+            (None, Some(aggregator)) if self.users.len() > 1 => {
+                aggregator.size() + AGGREGATED_PARTITION_KEY.len()
+            }
+            _ => self
+                .users
+                .iter()
+                .map(|p| p.data.len() + p.partition_key.len())
+                .sum(),
+        }
+    }
+
+    /// Whether `pending` may join this (still open) aggregate.
+    fn fits(&self, pending: &Pending) -> bool {
+        self.entry_opt.is_none()
+            && self.aggregator_opt.as_ref().is_some_and(|aggregator| {
+                aggregator.size_with(
+                    &pending.partition_key,
+                    pending.explicit_hash_key_opt.as_deref(),
+                    pending.data.len(),
+                ) <= MAX_AGGREGATED_BYTES
+            })
+    }
+
+    /// Fixes the entry to send: a lone record goes as itself (as the KPL does), several as one
+    /// aggregated record routed by the first one's hash key.
+    fn freeze(&mut self) -> &v1::PutRecordsRequestEntry {
+        self.entry_opt
+            .get_or_insert_with(|| match &self.aggregator_opt {
+                Some(aggregator) if self.users.len() > 1 => v1::PutRecordsRequestEntry {
+                    data: aggregator.encode(),
+                    partition_key: AGGREGATED_PARTITION_KEY.to_string(),
+                    explicit_hash_key: Some(self.users[0].hash_key.0.to_string()),
+                },
+                _ => {
+                    let user = &self.users[0];
+                    v1::PutRecordsRequestEntry {
+                        data: user.data.clone(),
+                        partition_key: user.partition_key.clone(),
+                        explicit_hash_key: user.explicit_hash_key_opt.clone(),
+                    }
+                }
+            })
+    }
 }
 
 enum Command {
@@ -114,6 +198,12 @@ impl Producer {
                 stream: stream.to_string(),
                 config: config.clone(),
                 budget: budget.clone(),
+                producer_base: std::collections::hash_map::RandomState::new().hash_one(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos())
+                        .unwrap_or(0),
+                ),
                 shards: Vec::new(),
                 leaders: BTreeMap::new(),
                 leaders_at_opt: None,
@@ -174,16 +264,12 @@ impl Producer {
         permit.forget();
         let (reply, rx) = oneshot::channel();
         let pending = Pending {
-            entry: v1::PutRecordsRequestEntry {
-                data: entry.data,
-                partition_key: entry.partition_key,
-                explicit_hash_key: entry.explicit_hash_key,
-            },
+            partition_key: entry.partition_key,
+            explicit_hash_key_opt: entry.explicit_hash_key,
+            data: entry.data,
             hash_key,
             size: permits as usize,
             put_at: Instant::now(),
-            attempts: 0,
-            last_error_opt: None,
             reply,
         };
         self.commands
@@ -215,6 +301,8 @@ struct Sender {
     stream: String,
     config: ProducerConfig,
     budget: Arc<Semaphore>,
+    /// Random per producer: each shard queue's producer id derives from it.
+    producer_base: u64,
     /// Open shards' ranges from ListShards, refreshed when a record lands elsewhere.
     shards: Vec<(String, HashKeyRange)>,
     /// A client for each shard's leader, so batches skip the forwarding hop; a shard whose batch
@@ -226,15 +314,17 @@ struct Sender {
 
 #[derive(Default)]
 struct Queue {
-    records: VecDeque<Pending>,
+    records: VecDeque<Unit>,
     in_flight: bool,
+    /// The next producer number (idempotent puts); numbers start at 1.
+    next_sequence: u64,
     /// No batch before this (backoff after a retry).
     not_before_opt: Option<Instant>,
 }
 
 type BatchOutcome = (
     String,
-    Vec<Pending>,
+    Vec<Unit>,
     Result<v1::PutRecordsResponse, ClientError>,
 );
 
@@ -281,7 +371,7 @@ impl Sender {
             .filter(|q| !q.in_flight)
             .filter_map(|q| {
                 let first = q.records.front()?;
-                let linger_end = first.put_at + self.config.linger;
+                let linger_end = first.put_at() + self.config.linger;
                 Some(q.not_before_opt.map_or(linger_end, |t| t.max(linger_end)))
             })
             .min()
@@ -349,11 +439,41 @@ impl Sender {
             self.refresh_leaders().await;
         }
         let shard = self.shard_of(pending.hash_key).await;
-        self.queues
-            .entry(shard)
-            .or_default()
-            .records
-            .push_back(pending);
+        let aggregate = self.config.aggregate;
+        let queue = self.queues.entry(shard).or_default();
+        if aggregate
+            && let Some(open) = queue.records.back_mut()
+            && open.fits(&pending)
+        {
+            let aggregator = open.aggregator_opt.as_mut().expect("fits() checked");
+            aggregator.push(
+                &pending.partition_key,
+                pending.explicit_hash_key_opt.as_deref(),
+                pending.data.clone(),
+            );
+            open.users.push(pending);
+            return;
+        }
+        let mut aggregator_opt = None;
+        if aggregate {
+            let mut aggregator = Aggregator::new();
+            aggregator.push(
+                &pending.partition_key,
+                pending.explicit_hash_key_opt.as_deref(),
+                pending.data.clone(),
+            );
+            // A record too big to share an aggregate goes on its own.
+            if aggregator.size() <= MAX_AGGREGATED_BYTES {
+                aggregator_opt = Some(aggregator);
+            }
+        }
+        queue.records.push_back(Unit {
+            users: vec![pending],
+            aggregator_opt,
+            entry_opt: None,
+            producer_sequence_opt: None,
+            attempts: 0,
+        });
     }
 
     /// Starts a batch on every idle shard whose first record lingered long enough (or at once
@@ -371,34 +491,60 @@ impl Sender {
             if queue.not_before_opt.is_some_and(|t| t > now) {
                 continue;
             }
-            let first_put = queue.records.front().map(|p| p.put_at).unwrap_or(now);
+            let first_put = queue.records.front().map_or(now, Unit::put_at);
             let full = queue.records.len() >= MAX_PUT_RECORDS_ENTRIES;
             if !flushing && !full && first_put + self.config.linger > now {
                 continue;
             }
-            let mut batch = Vec::new();
+            let idempotent = self.config.idempotent;
+            let mut batch: Vec<Unit> = Vec::new();
             let mut bytes = 0;
-            while let Some(next) = queue.records.front() {
-                if batch.len() >= MAX_PUT_RECORDS_ENTRIES
-                    || bytes + next.size > MAX_PUT_RECORDS_BYTES
-                {
+            let mut first_sequence_opt = None;
+            while let Some(next) = queue.records.front_mut() {
+                let size = next.size();
+                if batch.len() >= MAX_PUT_RECORDS_ENTRIES || bytes + size > MAX_PUT_RECORDS_BYTES {
                     break;
                 }
-                bytes += next.size;
+                if idempotent {
+                    // A request numbers its records consecutively: a retried record whose
+                    // number does not follow waits for the next batch.
+                    let sequence = next
+                        .producer_sequence_opt
+                        .unwrap_or_else(|| queue.next_sequence.max(1));
+                    if first_sequence_opt
+                        .is_some_and(|first| sequence != first + batch.len() as u64)
+                    {
+                        break;
+                    }
+                    if next.producer_sequence_opt.is_none() {
+                        next.producer_sequence_opt = Some(sequence);
+                        queue.next_sequence = sequence + 1;
+                    }
+                    first_sequence_opt.get_or_insert(sequence);
+                }
+                next.freeze();
+                bytes += next.size();
                 batch.push(queue.records.pop_front().expect("front exists"));
             }
             queue.in_flight = true;
-            let entries: Vec<v1::PutRecordsRequestEntry> =
-                batch.iter().map(|p| p.entry.clone()).collect();
-            let (client, stream, shard, done) = (
+            let entries: Vec<v1::PutRecordsRequestEntry> = batch
+                .iter()
+                .filter_map(|unit| unit.entry_opt.clone())
+                .collect();
+            let request = v1::PutRecordsRequest {
+                stream_name: self.stream.clone(),
+                records: entries,
+                producer_id: first_sequence_opt.map(|_| lane_id(self.producer_base, shard)),
+                producer_sequence: first_sequence_opt,
+            };
+            let (client, shard, done) = (
                 self.leaders.get(shard).unwrap_or(&self.client).clone(),
-                self.stream.clone(),
                 shard.clone(),
                 done.clone(),
             );
             metrics::counter!("tributary_producer_batches_total").increment(1);
             tokio::spawn(async move {
-                let outcome = client.put_records(&stream, entries).await;
+                let outcome = client.put_records_request(request).await;
                 let _ = done.send((shard, batch, outcome));
             });
         }
@@ -408,20 +554,17 @@ impl Sender {
     async fn settle(
         &mut self,
         shard: &str,
-        batch: Vec<Pending>,
+        batch: Vec<Unit>,
         outcome: Result<v1::PutRecordsResponse, ClientError>,
     ) {
         let now = Instant::now();
         let mut retry = Vec::new();
-        let results: Vec<Result<PutResult, Error>> = match outcome {
+        let results: Vec<Result<(String, String), Error>> = match outcome {
             Ok(response) => response
                 .records
                 .into_iter()
                 .map(|r| match (r.shard_id, r.sequence_number) {
-                    (Some(shard_id), Some(sequence_number)) => Ok(PutResult {
-                        shard_id,
-                        sequence_number,
-                    }),
+                    (Some(shard_id), Some(sequence_number)) => Ok((shard_id, sequence_number)),
                     _ => Err(Error::new(
                         r.error_code
                             .as_deref()
@@ -439,29 +582,40 @@ impl Sender {
                 batch.iter().map(|_| Err(error.clone())).collect()
             }
         };
-        for (mut pending, result) in batch.into_iter().zip(results) {
+        for (mut unit, result) in batch.into_iter().zip(results) {
             match result {
-                Ok(put) => {
-                    if !self.shards.iter().any(|(id, _)| *id == put.shard_id) {
+                Ok((shard_id, sequence_number)) => {
+                    if !self.shards.iter().any(|(id, _)| *id == shard_id) {
                         // A reshard moved the key: route later records afresh.
                         self.shards.clear();
                     }
-                    metrics::histogram!("tributary_producer_buffered_seconds")
-                        .record(now.duration_since(pending.put_at).as_secs_f64());
-                    self.answer(pending, Ok(put));
+                    metrics::counter!("tributary_producer_stored_records_total").increment(1);
+                    let aggregated = unit.users.len() > 1;
+                    for (sub, pending) in unit.users.into_iter().enumerate() {
+                        metrics::histogram!("tributary_producer_buffered_seconds")
+                            .record(now.duration_since(pending.put_at).as_secs_f64());
+                        let put = PutResult {
+                            shard_id: shard_id.clone(),
+                            sequence_number: sequence_number.clone(),
+                            sub_sequence_number_opt: aggregated.then_some(sub as u64),
+                        };
+                        self.answer(pending, Ok(put));
+                    }
                 }
                 Err(error)
                     if error.code.is_retryable()
-                        && now.duration_since(pending.put_at) < self.config.record_ttl =>
+                        && now.duration_since(unit.put_at()) < self.config.record_ttl =>
                 {
                     metrics::counter!("tributary_producer_retries_total").increment(1);
-                    pending.attempts += 1;
-                    pending.last_error_opt = Some(error);
-                    retry.push(pending);
+                    unit.attempts += 1;
+                    retry.push(unit);
                 }
                 Err(error) => {
-                    metrics::counter!("tributary_producer_errors_total", "code" => error.code.as_str()).increment(1);
-                    self.answer(pending, Err(error));
+                    metrics::counter!("tributary_producer_errors_total", "code" => error.code.as_str())
+                        .increment(unit.users.len() as u64);
+                    for pending in unit.users {
+                        self.answer(pending, Err(error.clone()));
+                    }
                 }
             }
         }
@@ -471,10 +625,10 @@ impl Sender {
         }
         let queue = self.queues.entry(shard.to_string()).or_default();
         queue.in_flight = false;
-        if let Some(attempts) = retry.iter().map(|p| p.attempts).max() {
+        if let Some(attempts) = retry.iter().map(|u| u.attempts).max() {
             queue.not_before_opt = Some(now + backoff(&self.config, attempts));
-            for pending in retry.into_iter().rev() {
-                queue.records.push_front(pending);
+            for unit in retry.into_iter().rev() {
+                queue.records.push_front(unit);
             }
         }
     }
@@ -483,6 +637,13 @@ impl Sender {
         self.budget.add_permits(pending.size);
         let _ = pending.reply.send(result);
     }
+}
+
+/// The producer id of one shard queue: a shard's records form one numbered sequence.
+fn lane_id(producer_base: u64, shard: &str) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&(producer_base, shard), &mut hasher);
+    std::hash::Hasher::finish(&hasher)
 }
 
 /// Exponential backoff with jitter (±25%, from the clock's sub-second nanoseconds).

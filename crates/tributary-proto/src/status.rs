@@ -18,6 +18,7 @@ fn grpc_code(code: ErrorCode) -> Code {
         ErrorCode::ExpiredIterator
         | ErrorCode::ExpiredNextToken
         | ErrorCode::ConditionalCheckFailed => Code::FailedPrecondition,
+        ErrorCode::DuplicateRecord => Code::AlreadyExists,
         ErrorCode::AccessDenied => Code::PermissionDenied,
         ErrorCode::InternalFailure => Code::Internal,
         ErrorCode::WriteQuorumUnavailable | ErrorCode::NotLeader => Code::Unavailable,

@@ -12,6 +12,27 @@ pub struct PutBatch {
     /// Stamped by the node that received the put, so every replica stores the same arrival time.
     pub arrival_ms: u64,
     pub records: Vec<(String, Bytes)>,
+    /// Set for idempotent puts: the state machine stores only records numbered above the last
+    /// it stored for the producer, and answers the others with their original numbers.
+    pub producer_opt: Option<ProducerStamp>,
+}
+
+/// Who sent an idempotent batch, and each record's number in that producer's sequence
+/// (strictly increasing, one per record of the batch).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProducerStamp {
+    pub producer_id: u64,
+    pub sequences: Vec<u64>,
+}
+
+impl PutBatch {
+    /// Keeps the first `len` records (and their producer numbers).
+    pub fn truncate(&mut self, len: usize) {
+        self.records.truncate(len);
+        if let Some(stamp) = &mut self.producer_opt {
+            stamp.sequences.truncate(len);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +66,9 @@ pub struct ShardResponse {
     pub sealed: bool,
     /// For a seal: the shard's ending sequence number.
     pub ending_opt: Option<SequenceNumber>,
+    /// Positions of records an earlier attempt of an idempotent put stored whose numbers the
+    /// shard no longer remembers (their `sequence_numbers` slots are meaningless).
+    pub forgotten: Vec<u32>,
 }
 
 openraft::declare_raft_types!(

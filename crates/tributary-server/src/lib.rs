@@ -32,6 +32,7 @@ mod writes;
 
 pub use config::NodeConfig;
 pub use node::Node;
+pub use writes::ProducerSequence;
 
 /// Wall-clock milliseconds since the Unix epoch (arrival timestamps, iterator issue times).
 pub(crate) fn now_ms() -> u64 {

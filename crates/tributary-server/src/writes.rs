@@ -17,7 +17,7 @@ use tributary_proto::internal::{MetaWriteRequest, ShardWriteRequest};
 use tributary_raft::codec;
 use tributary_raft::config::ELECTION_TIMEOUT_MAX_MS;
 use tributary_raft::meta::{MetaCommand, MetaResponse};
-use tributary_raft::shard::{PutBatch, ShardCommand, ShardResponse};
+use tributary_raft::shard::{ProducerStamp, PutBatch, ShardCommand, ShardResponse};
 use tributary_types::{
     Error, ErrorCode, GroupId, MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_ENTRIES, NodeId,
     PutRecordEntry, SequenceNumber, StreamName, validate_put_entry,
@@ -115,6 +115,14 @@ where
     }
 }
 
+/// An idempotent put's stamp as the API carries it: the producer id and the number of the
+/// request's first record (record `i` is `first_sequence + i`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSequence {
+    pub producer_id: u64,
+    pub first_sequence: u64,
+}
+
 fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
@@ -134,7 +142,7 @@ impl Node {
                 Error::invalid_argument(format!("SequenceNumberForOrdering: {}", e.message))
             })?;
         }
-        let mut results = self.put_records(stream, vec![entry]).await?;
+        let mut results = self.put_records(stream, vec![entry], None).await?;
         results
             .pop()
             .unwrap_or_else(|| Err(Error::internal("PutRecord produced no result")))
@@ -144,6 +152,7 @@ impl Node {
         &self,
         stream: &str,
         entries: Vec<PutRecordEntry>,
+        producer_opt: Option<ProducerSequence>,
     ) -> Result<Vec<PutRecordResult>, Error> {
         let started = Instant::now();
         let stream: StreamName = stream.parse()?;
@@ -160,6 +169,18 @@ impl Node {
         if total > MAX_PUT_RECORDS_BYTES {
             return Err(Error::invalid_argument(format!(
                 "A PutRecords call carries at most {MAX_PUT_RECORDS_BYTES} bytes including partition keys; got {total}"
+            )));
+        }
+        if let Some(producer) = producer_opt
+            && producer
+                .first_sequence
+                .checked_add(entries.len() as u64 - 1)
+                .is_none()
+        {
+            return Err(Error::invalid_argument(format!(
+                "ProducerSequence {} leaves no room for {} records below 2^64",
+                producer.first_sequence,
+                entries.len()
             )));
         }
         let mut hash_keys = Vec::with_capacity(entries.len());
@@ -222,9 +243,17 @@ impl Node {
                             .unwrap_or_default()
                     })
                     .collect();
+                let producer_opt = producer_opt.map(|producer| ProducerStamp {
+                    producer_id: producer.producer_id,
+                    sequences: indexes
+                        .iter()
+                        .map(|i| producer.first_sequence + *i as u64)
+                        .collect(),
+                });
                 let command = ShardCommand::Put(PutBatch {
                     arrival_ms,
                     records,
+                    producer_opt,
                 });
                 let stream = &stream;
                 async move {
@@ -249,6 +278,9 @@ impl Node {
                         for (position, index) in indexes.into_iter().enumerate() {
                             entries[index] = None;
                             results[index] = match numbers.get(position) {
+                                Some(_) if response.forgotten.contains(&(position as u32)) => {
+                                    Err(forgotten_duplicate(&stream, shard_id))
+                                }
                                 Some(number) => Ok((shard_id, *number)),
                                 None => Err(rate_exceeded(&stream, shard_id)),
                             };
@@ -358,7 +390,7 @@ impl Node {
                     tracing::debug!(group = %group.group, records = batch.records.len(), "put throttled");
                     return Attempt::Done(Ok(ShardResponse::default()));
                 }
-                batch.records.truncate(admitted);
+                batch.truncate(admitted);
             }
             records = batch.records.len();
             bytes = batch
@@ -599,6 +631,16 @@ fn metadata_unavailable(error: Error) -> Error {
         "The metadata group has no quorum: {}. Admin operations are unavailable; puts and gets on healthy shards continue",
         error.message
     ))
+}
+
+fn forgotten_duplicate(stream: &StreamName, shard: tributary_types::ShardId) -> Error {
+    Error::new(
+        ErrorCode::DuplicateRecord,
+        format!(
+            "An earlier attempt stored this record in {shard} of stream {stream}; its sequence number is no longer \
+             remembered, and the record is not stored twice"
+        ),
+    )
 }
 
 /// Turns a retry answer into the NOT_LEADER error a forwarding node understands.

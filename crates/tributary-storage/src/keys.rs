@@ -10,6 +10,8 @@ pub const TAG_SM_MEMBERSHIP: u8 = 2;
 pub const TAG_SM_STATE: u8 = 3;
 /// A shard group's ending sequence number, once sealed by a reshard.
 pub const TAG_SM_SEALED: u8 = 4;
+/// A shard's idempotent-put state, one key per producer id: `tag_key | producer id`.
+pub const TAG_SM_PRODUCER: u8 = 5;
 
 pub fn group_prefix(group: GroupId) -> [u8; 8] {
     group.0.to_be_bytes()
@@ -38,6 +40,20 @@ pub fn tag_key(group: GroupId, tag: u8) -> [u8; 9] {
     key[..8].copy_from_slice(&group.0.to_be_bytes());
     key[8] = tag;
     key
+}
+
+/// The state-machine key of one producer of a shard group (see [`TAG_SM_PRODUCER`]).
+pub fn producer_key(group: GroupId, producer_id: u64) -> [u8; 17] {
+    let mut key = [0u8; 17];
+    key[..9].copy_from_slice(&tag_key(group, TAG_SM_PRODUCER));
+    key[9..].copy_from_slice(&producer_id.to_be_bytes());
+    key
+}
+
+pub fn producer_id_of(key: &[u8]) -> u64 {
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&key[9..17]);
+    u64::from_be_bytes(id)
 }
 
 pub fn record_key(group: GroupId, sequence_number: SequenceNumber) -> [u8; 24] {

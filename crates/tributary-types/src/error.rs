@@ -24,10 +24,13 @@ pub enum ErrorCode {
     ConditionalCheckFailed,
     /// A ListShards/ListStreams NextToken older than 5 minutes.
     ExpiredNextToken,
+    /// An idempotent put's record was stored by an earlier attempt, whose sequence number the
+    /// shard no longer remembers (it is not stored twice).
+    DuplicateRecord,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::ResourceNotFound,
         ErrorCode::ResourceInUse,
         ErrorCode::InvalidArgument,
@@ -40,6 +43,7 @@ impl ErrorCode {
         ErrorCode::NotLeader,
         ErrorCode::ConditionalCheckFailed,
         ErrorCode::ExpiredNextToken,
+        ErrorCode::DuplicateRecord,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +60,7 @@ impl ErrorCode {
             ErrorCode::NotLeader => "NOT_LEADER",
             ErrorCode::ConditionalCheckFailed => "CONDITIONAL_CHECK_FAILED",
             ErrorCode::ExpiredNextToken => "EXPIRED_NEXT_TOKEN",
+            ErrorCode::DuplicateRecord => "DUPLICATE_RECORD",
         }
     }
 

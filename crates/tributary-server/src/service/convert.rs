@@ -9,6 +9,7 @@ use crate::api::{
 };
 use crate::meta::ShardStatus;
 use crate::meta::listing::ShardFilter;
+use crate::writes::ProducerSequence;
 
 pub fn cluster_status_to_proto(status: ClusterStatus) -> v1::ClusterStatusResponse {
     v1::ClusterStatusResponse {
@@ -128,6 +129,23 @@ pub fn put_entry_from_proto(entry: v1::PutRecordsRequestEntry) -> PutRecordEntry
         partition_key: entry.partition_key,
         data: entry.data,
         explicit_hash_key: entry.explicit_hash_key,
+    }
+}
+
+/// An idempotent put's two fields: both or neither.
+pub fn producer_sequence_from_proto(
+    producer_id_opt: Option<u64>,
+    producer_sequence_opt: Option<u64>,
+) -> Result<Option<ProducerSequence>, Error> {
+    match (producer_id_opt, producer_sequence_opt) {
+        (None, None) => Ok(None),
+        (Some(producer_id), Some(first_sequence)) => Ok(Some(ProducerSequence {
+            producer_id,
+            first_sequence,
+        })),
+        _ => Err(Error::invalid_argument(
+            "ProducerId and ProducerSequence go together: set both for an idempotent put, or neither",
+        )),
     }
 }
 

@@ -437,9 +437,12 @@ impl Tributary for PublicService {
             .into_iter()
             .map(convert::put_entry_from_proto)
             .collect();
+        let producer_opt =
+            convert::producer_sequence_from_proto(request.producer_id, request.producer_sequence)
+                .map_err(status)?;
         let results = self
             .node
-            .put_records(&request.stream_name, entries)
+            .put_records(&request.stream_name, entries, producer_opt)
             .await
             .map_err(status)?;
         Ok(Response::new(convert::put_results_to_proto(results)))

@@ -3,14 +3,14 @@
 
 use bytes::Bytes;
 use futures::stream;
-use openraft::StorageError;
 use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::type_config::alias::EntryOf;
+use openraft::{RaftSnapshotBuilder, StorageError};
 use tempfile::TempDir;
 use tributary_raft::meta::MetaTypeConfig;
-use tributary_raft::shard::{PutBatch, ShardCommand, ShardTypeConfig};
+use tributary_raft::shard::{ProducerStamp, PutBatch, ShardCommand, ShardTypeConfig};
 use tributary_storage::{LogStore, Store};
 use tributary_types::{GroupId, METADATA_GROUP, SequenceNumber, ShardId};
 
@@ -59,7 +59,25 @@ async fn metadata_storage_passes_the_openraft_suite() {
 }
 
 fn put_entry(index: u64, records: &[&str]) -> std::io::Result<EntryResponder<ShardTypeConfig>> {
+    stamped_put_entry(index, records, None)
+}
+
+/// A put entry; with a producer id, records are numbered in that producer's sequence from their
+/// own text (`"3"` is number 3).
+fn stamped_put_entry(
+    index: u64,
+    records: &[&str],
+    producer_id_opt: Option<u64>,
+) -> std::io::Result<EntryResponder<ShardTypeConfig>> {
+    let producer_opt = producer_id_opt.map(|producer_id| ProducerStamp {
+        producer_id,
+        sequences: records
+            .iter()
+            .map(|r| r.parse().expect("numbered"))
+            .collect(),
+    });
     let batch = PutBatch {
+        producer_opt,
         arrival_ms: 1_000 + index,
         records: records
             .iter()
@@ -145,5 +163,135 @@ async fn applying_numbers_records_from_the_log_and_survives_reopen() {
         .0
         .len(),
         3
+    );
+}
+
+fn all_records(store: &Store, group: GroupId, shard: ShardId) -> Vec<(SequenceNumber, String)> {
+    let start = SequenceNumber::shard_start(shard);
+    let (stored, _) = records::read(store, group, start, 1_000, usize::MAX).unwrap();
+    stored
+        .into_iter()
+        .map(|r| {
+            (
+                r.sequence_number,
+                String::from_utf8(r.data.to_vec()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn idempotent_retries_store_each_record_once_across_reopen_and_snapshot() {
+    let dir = TempDir::new().unwrap();
+    let (group, shard, producer) = (GroupId(11), ShardId(4), Some(77));
+    let expected = |s: &[(u64, u16, &str)]| -> Vec<(SequenceNumber, String)> {
+        s.iter()
+            .map(|(index, offset, text)| {
+                (
+                    SequenceNumber::new(shard, *index, *offset),
+                    text.to_string(),
+                )
+            })
+            .collect()
+    };
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let (mut machine, tip) = ShardMachine::open(store.clone(), group, shard).unwrap();
+        machine
+            .apply(stream::iter(vec![
+                stamped_put_entry(1, &["1", "2", "3"], producer),
+                // A retry of an attempt whose outcome the producer never heard, with two more.
+                stamped_put_entry(2, &["1", "2", "3", "4", "5"], producer),
+                // Another producer's numbers are its own.
+                stamped_put_entry(3, &["1"], Some(78)),
+                // Plain puts are never de-duplicated.
+                put_entry(4, &["1"]),
+            ]))
+            .await
+            .unwrap();
+        assert_eq!(
+            all_records(&store, group, shard),
+            expected(&[
+                (1, 0, "1"),
+                (1, 1, "2"),
+                (1, 2, "3"),
+                (2, 0, "4"),
+                (2, 1, "5"),
+                (3, 0, "1"),
+                (4, 0, "1")
+            ])
+        );
+        assert_eq!(*tip.borrow(), Some(SequenceNumber::new(shard, 4, 0)));
+        store.flush_all().unwrap();
+    }
+    // The producer state survives a restart: a late retry still stores nothing new.
+    let store = Store::open(dir.path()).unwrap();
+    let (mut machine, tip) = ShardMachine::open(store.clone(), group, shard).unwrap();
+    machine
+        .apply(stream::iter(vec![stamped_put_entry(
+            5,
+            &["4", "5", "6"],
+            producer,
+        )]))
+        .await
+        .unwrap();
+    let after_reopen = all_records(&store, group, shard);
+    assert_eq!(
+        after_reopen.len(),
+        8,
+        "only record 6 was new: {after_reopen:?}"
+    );
+    assert_eq!(
+        after_reopen[7],
+        (SequenceNumber::new(shard, 5, 0), "6".to_string())
+    );
+    assert_eq!(*tip.borrow(), Some(SequenceNumber::new(shard, 5, 0)));
+
+    // A replica that installs a snapshot de-duplicates the same way.
+    let snapshot = machine.build_snapshot().await.unwrap();
+    let other_dir = TempDir::new().unwrap();
+    let other_store = Store::open(other_dir.path()).unwrap();
+    let (mut other, _) = ShardMachine::open(other_store.clone(), group, shard).unwrap();
+    other
+        .install_snapshot(&snapshot.meta, snapshot.snapshot)
+        .await
+        .unwrap();
+    other
+        .apply(stream::iter(vec![stamped_put_entry(
+            6,
+            &["5", "6", "7"],
+            producer,
+        )]))
+        .await
+        .unwrap();
+    let on_other = all_records(&other_store, group, shard);
+    assert_eq!(on_other.len(), 9);
+    assert_eq!(
+        on_other[8],
+        (SequenceNumber::new(shard, 6, 0), "7".to_string())
+    );
+
+    // Retention forgets producers idle since before the trim point: their numbers start afresh.
+    let trim = openraft::testing::log_id::<ShardTypeConfig>(1, 1, 7);
+    other
+        .apply(stream::iter(vec![Ok((
+            EntryOf::<ShardTypeConfig>::new_normal(
+                trim,
+                ShardCommand::Trim {
+                    before_ms: 1_000 + 7,
+                },
+            ),
+            None,
+        ))]))
+        .await
+        .unwrap();
+    other
+        .apply(stream::iter(vec![stamped_put_entry(8, &["1"], producer)]))
+        .await
+        .unwrap();
+    let after_trim = all_records(&other_store, group, shard);
+    assert_eq!(
+        after_trim.last(),
+        Some(&(SequenceNumber::new(shard, 8, 0), "1".to_string()))
     );
 }

@@ -1,8 +1,10 @@
 //! The shard state machine. Applying a put batch at log index `i` stores record `k` of the batch
 //! under sequence number (shard, i, k): a pure function of the committed log, so every replica
 //! numbers identically and re-applying after a crash rewrites the same keys. Records and the
-//! applied log id go to RocksDB in one write batch.
+//! applied log id go to RocksDB in one write batch. Idempotent puts skip records a producer's
+//! earlier attempt stored (`producers.rs`); that state is written in the same batch.
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::Arc;
 
@@ -11,12 +13,13 @@ use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
-use rocksdb::WriteBatch;
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 use tokio::sync::watch;
 use tributary_raft::shard::{PutBatch, ShardCommand, ShardResponse, ShardTypeConfig};
-use tributary_storage::{CF_RECORDS, Store, io_error, keys};
+use tributary_storage::{CF_RECORDS, CF_SM, Store, io_error, keys};
 use tributary_types::{GroupId, SequenceNumber, ShardId};
 
+use super::producers::{self, Admission, ProducerState};
 use super::records;
 use crate::sm_store;
 
@@ -35,12 +38,15 @@ pub struct ShardMachine {
     tip_tx: Arc<watch::Sender<Option<SequenceNumber>>>,
     /// Set once a reshard sealed the shard: its ending sequence number.
     sealed_opt: Option<SequenceNumber>,
+    /// Idempotent puts: what the shard stored per producer id.
+    producers: BTreeMap<u64, ProducerState>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SnapshotBody {
     records: Vec<(Vec<u8>, Vec<u8>)>,
     sealed_opt: Option<SequenceNumber>,
+    producers: Vec<(u64, ProducerState)>,
 }
 
 impl ShardMachine {
@@ -52,6 +58,7 @@ impl ShardMachine {
         let (applied, membership) = sm_store::read_applied::<C>(&store, group)?;
         let tip = records::last(&store, group)?.map(|record| record.sequence_number);
         let sealed_opt = sm_store::read::<SequenceNumber>(&store, group, keys::TAG_SM_SEALED)?;
+        let producers = read_producers(&store, group)?;
         let (tip_tx, tip_rx) = watch::channel(tip);
         let machine = ShardMachine {
             store,
@@ -61,26 +68,55 @@ impl ShardMachine {
             membership,
             tip_tx: Arc::new(tip_tx),
             sealed_opt,
+            producers,
         };
         Ok((machine, tip_rx))
     }
 
+    /// Stores a batch's records (skipping an idempotent put's duplicates); answers their numbers
+    /// and the newest number stored.
     fn apply_put(
-        &self,
+        &mut self,
         batch: &mut WriteBatch,
         log_index: u64,
         put: &PutBatch,
-    ) -> std::io::Result<ShardResponse> {
+    ) -> std::io::Result<(ShardResponse, Option<SequenceNumber>)> {
         if self.sealed_opt.is_some() {
-            return Ok(ShardResponse {
+            let response = ShardResponse {
                 sealed: true,
                 ..ShardResponse::default()
-            });
+            };
+            return Ok((response, None));
         }
-        let mut sequence_numbers = Vec::with_capacity(put.records.len());
-        for (offset, (partition_key, data)) in put.records.iter().enumerate() {
-            let offset = u16::try_from(offset)
-                .map_err(|_| io_error("a put batch holds at most 65536 records"))?;
+        // Stamps are validated before proposing; a malformed one is ignored rather than failing
+        // the apply (which would stop the group).
+        let stamp_opt = put
+            .producer_opt
+            .as_ref()
+            .filter(|stamp| stamp.sequences.len() == put.records.len());
+        let mut producer_opt: Option<ProducerState> =
+            stamp_opt.and_then(|stamp| self.producers.get(&stamp.producer_id).cloned());
+        let mut response = ShardResponse::default();
+        response.sequence_numbers.reserve(put.records.len());
+        let mut tip = None;
+        let mut offset: u16 = 0;
+        for (position, (partition_key, data)) in put.records.iter().enumerate() {
+            let producer_sequence_opt = stamp_opt.map(|stamp| stamp.sequences[position]);
+            if let Some(sequence) = producer_sequence_opt
+                && let Admission::Duplicate(original_opt) =
+                    producers::admit(producer_opt.as_ref(), sequence)
+            {
+                let (original_index, original_offset) = original_opt.unwrap_or_else(|| {
+                    response.forgotten.push(position as u32);
+                    (0, 0)
+                });
+                response.sequence_numbers.push(SequenceNumber::new(
+                    self.shard,
+                    original_index,
+                    original_offset,
+                ));
+                continue;
+            }
             let sequence_number = SequenceNumber::new(self.shard, log_index, offset);
             records::put(
                 &self.store,
@@ -91,12 +127,42 @@ impl ShardMachine {
                 partition_key,
                 data,
             )?;
-            sequence_numbers.push(sequence_number);
+            if let Some(sequence) = producer_sequence_opt {
+                producer_opt.get_or_insert_default().stored(
+                    sequence,
+                    log_index,
+                    offset,
+                    put.arrival_ms,
+                );
+            }
+            response.sequence_numbers.push(sequence_number);
+            tip = Some(sequence_number);
+            offset = offset
+                .checked_add(1)
+                .ok_or_else(|| io_error("a put batch holds at most 65535 records"))?;
         }
-        Ok(ShardResponse {
-            sequence_numbers,
-            ..ShardResponse::default()
-        })
+        if let (Some(stamp), Some(state), Some(_)) = (stamp_opt, producer_opt, tip) {
+            let value = postcard::to_stdvec(&state).map_err(io_error)?;
+            batch.put_cf(
+                self.store.cf(CF_SM),
+                keys::producer_key(self.group, stamp.producer_id),
+                value,
+            );
+            self.producers.insert(stamp.producer_id, state);
+        }
+        Ok((response, tip))
+    }
+
+    /// Retention forgets producers idle since before `before_ms`.
+    fn forget_idle_producers(&mut self, batch: &mut WriteBatch, before_ms: u64) {
+        let cf = self.store.cf(CF_SM);
+        self.producers.retain(|producer_id, state| {
+            let keep = state.last_arrival_ms >= before_ms;
+            if !keep {
+                batch.delete_cf(cf, keys::producer_key(self.group, *producer_id));
+            }
+            keep
+        });
     }
 
     /// Seals the shard at `log_index`: every record it will ever hold numbers below the seal.
@@ -131,6 +197,7 @@ impl RaftSnapshotBuilder<C> for ShardMachine {
         let body = postcard::to_stdvec(&SnapshotBody {
             records,
             sealed_opt: self.sealed_opt,
+            producers: self.producers.clone().into_iter().collect(),
         })
         .map_err(io_error)?;
         let meta = SnapshotMetaOf::<C> {
@@ -166,7 +233,9 @@ impl RaftStateMachine<C> for ShardMachine {
             let response = match &entry.payload {
                 EntryPayload::Blank => ShardResponse::default(),
                 EntryPayload::Normal(ShardCommand::Put(put)) => {
-                    self.apply_put(&mut batch, log_id.index(), put)?
+                    let (response, stored_tip) = self.apply_put(&mut batch, log_id.index(), put)?;
+                    tip = stored_tip.or(tip);
+                    response
                 }
                 EntryPayload::Normal(ShardCommand::Seal) => {
                     self.apply_seal(&mut batch, log_id.index())?
@@ -177,6 +246,7 @@ impl RaftStateMachine<C> for ShardMachine {
                     // crash rewrites the same keys and deletes the same range.
                     self.store.write(std::mem::take(&mut batch))?;
                     let removed = records::trim(&self.store, &mut batch, self.group, *before_ms)?;
+                    self.forget_idle_producers(&mut batch, *before_ms);
                     if removed > 0 {
                         tracing::debug!(group = %self.group, removed, "retention trimmed records");
                         crate::telemetry::record_trimmed(self.shard, removed);
@@ -189,9 +259,6 @@ impl RaftStateMachine<C> for ShardMachine {
                     ShardResponse::default()
                 }
             };
-            if let Some(last) = response.sequence_numbers.last() {
-                tip = Some(*last);
-            }
             self.applied = Some(log_id);
             if let Some(responder) = responder {
                 responses.push((responder, response));
@@ -237,6 +304,17 @@ impl RaftStateMachine<C> for ShardMachine {
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.sealed_opt = body.sealed_opt;
+        let sm = self.store.cf(CF_SM);
+        batch.delete_range_cf(
+            sm,
+            &keys::producer_key(self.group, 0)[..],
+            &keys::tag_key(self.group, keys::TAG_SM_PRODUCER + 1)[..],
+        );
+        for (producer_id, state) in &body.producers {
+            let value = postcard::to_stdvec(state).map_err(io_error)?;
+            batch.put_cf(sm, keys::producer_key(self.group, *producer_id), value);
+        }
+        self.producers = body.producers.into_iter().collect();
         match &body.sealed_opt {
             Some(ending) => sm_store::put(
                 &self.store,
@@ -246,7 +324,7 @@ impl RaftStateMachine<C> for ShardMachine {
                 ending,
             )?,
             None => batch.delete_cf(
-                self.store.cf(tributary_storage::CF_SM),
+                self.store.cf(CF_SM),
                 keys::tag_key(self.group, keys::TAG_SM_SEALED),
             ),
         }
@@ -274,4 +352,22 @@ impl RaftStateMachine<C> for ShardMachine {
         }
         Ok(Some(self.build_snapshot().await?))
     }
+}
+
+/// Every producer's idempotent-put state of a shard group, as persisted.
+fn read_producers(store: &Store, group: GroupId) -> std::io::Result<BTreeMap<u64, ProducerState>> {
+    let mut options = ReadOptions::default();
+    options.set_iterate_upper_bound(keys::tag_key(group, keys::TAG_SM_PRODUCER + 1).to_vec());
+    let from = keys::producer_key(group, 0);
+    let mut producers = BTreeMap::new();
+    for item in store.db().iterator_cf_opt(
+        store.cf(CF_SM),
+        options,
+        IteratorMode::From(&from, Direction::Forward),
+    ) {
+        let (key, value) = item.map_err(io_error)?;
+        let state: ProducerState = postcard::from_bytes(&value).map_err(io_error)?;
+        producers.insert(keys::producer_id_of(&key), state);
+    }
+    Ok(producers)
 }

@@ -4,6 +4,7 @@
 #[cfg(test)]
 mod conformance;
 mod machine;
+mod producers;
 pub mod records;
 
 pub use machine::{ShardMachine, ShardTip};
