@@ -99,31 +99,41 @@ fn aggregation(c: &mut Criterion) {
     group.finish();
 }
 
+/// Times `routine` on a fresh put entry (the next log index) per iteration.
+fn bench_per_entry(
+    c: &mut Criterion,
+    group_name: &str,
+    name: &str,
+    mut routine: impl FnMut(EntryOf<ShardTypeConfig>),
+) {
+    let mut index = 0;
+    let mut group = c.benchmark_group(group_name);
+    group.throughput(Throughput::Elements(RECORDS as u64));
+    group.bench_function(name, |b| {
+        b.iter_batched(
+            || {
+                index += 1;
+                entry(index)
+            },
+            &mut routine,
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
 fn batch_apply(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = TempDir::new().expect("temp dir");
     let store = Store::open(dir.path()).expect("open RocksDB");
     let (mut machine, _tip) =
         ShardMachine::open(store, GroupId(1), ShardId(0)).expect("shard machine");
-    let mut index = 0;
-    let mut group = c.benchmark_group("batch_apply");
-    group.throughput(Throughput::Elements(RECORDS as u64));
-    group.bench_function("apply_500x100B", |b| {
-        b.iter_batched(
-            || {
-                index += 1;
-                entry(index)
-            },
-            |entry| {
-                runtime.block_on(async {
-                    let entries = futures::stream::iter(vec![Ok((entry, None))]);
-                    machine.apply(entries).await.expect("apply");
-                })
-            },
-            criterion::BatchSize::SmallInput,
-        )
+    bench_per_entry(c, "batch_apply", "apply_500x100B", |entry| {
+        runtime.block_on(async {
+            let entries = futures::stream::iter(vec![Ok((entry, None))]);
+            machine.apply(entries).await.expect("apply");
+        })
     });
-    group.finish();
 }
 
 fn storage_append(c: &mut Criterion) {
@@ -131,28 +141,15 @@ fn storage_append(c: &mut Criterion) {
     let dir = TempDir::new().expect("temp dir");
     let store = Store::open(dir.path()).expect("open RocksDB");
     let mut log = LogStore::<ShardTypeConfig>::new(store, GroupId(1));
-    let mut index = 0;
-    let mut group = c.benchmark_group("storage_append");
-    group.throughput(Throughput::Elements(RECORDS as u64));
-    group.bench_function("append_and_fsync_500x100B", |b| {
-        b.iter_batched(
-            || {
-                index += 1;
-                entry(index)
-            },
-            |entry| {
-                runtime.block_on(async {
-                    let (tx, rx) = ShardTypeConfig::oneshot();
-                    log.append([entry], IOFlushed::signal(tx))
-                        .await
-                        .expect("append");
-                    rx.await.expect("flusher answers").expect("synced");
-                })
-            },
-            criterion::BatchSize::SmallInput,
-        )
+    bench_per_entry(c, "storage_append", "append_and_fsync_500x100B", |entry| {
+        runtime.block_on(async {
+            let (tx, rx) = ShardTypeConfig::oneshot();
+            log.append([entry], IOFlushed::signal(tx))
+                .await
+                .expect("append");
+            rx.await.expect("flusher answers").expect("synced");
+        })
     });
-    group.finish();
 }
 
 criterion_group!(

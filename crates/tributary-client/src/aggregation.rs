@@ -125,29 +125,18 @@ impl Aggregator {
 
     pub fn push(&mut self, partition_key: &str, explicit_hash_key_opt: Option<&str>, data: Bytes) {
         self.encoded_len += self.growth(partition_key, explicit_hash_key_opt, data.len());
-        let partition_key_index = match self.key_index.get(partition_key) {
-            Some(index) => *index,
-            None => {
-                let index = self.message.partition_key_table.len() as u64;
-                self.message
-                    .partition_key_table
-                    .push(partition_key.to_string());
-                self.key_index.insert(partition_key.to_string(), index);
-                index
-            }
-        };
-        let explicit_hash_key_index =
-            explicit_hash_key_opt.map(|hash_key| match self.hash_key_index.get(hash_key) {
-                Some(index) => *index,
-                None => {
-                    let index = self.message.explicit_hash_key_table.len() as u64;
-                    self.message
-                        .explicit_hash_key_table
-                        .push(hash_key.to_string());
-                    self.hash_key_index.insert(hash_key.to_string(), index);
-                    index
-                }
-            });
+        let partition_key_index = intern(
+            &mut self.message.partition_key_table,
+            &mut self.key_index,
+            partition_key,
+        );
+        let explicit_hash_key_index = explicit_hash_key_opt.map(|hash_key| {
+            intern(
+                &mut self.message.explicit_hash_key_table,
+                &mut self.hash_key_index,
+                hash_key,
+            )
+        });
         self.message.records.push(wire::Record {
             partition_key_index,
             explicit_hash_key_index,
@@ -167,6 +156,17 @@ impl Aggregator {
         out.put_slice(&digest);
         out.freeze()
     }
+}
+
+/// The index of `text` in a key table, adding it when new (the KPL shares repeated keys).
+fn intern(table: &mut Vec<String>, index: &mut HashMap<String, u64>, text: &str) -> u64 {
+    if let Some(position) = index.get(text) {
+        return *position;
+    }
+    let position = table.len() as u64;
+    table.push(text.to_string());
+    index.insert(text.to_string(), position);
+    position
 }
 
 /// A record as a consumer sees it after de-aggregation: one user record, numbered by the stored
