@@ -7,6 +7,7 @@ use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use openraft::entry::RaftEntry;
 use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
@@ -29,6 +30,12 @@ use crate::codec;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Internal messages (snapshots, forwarded 5 MiB batches) may be large.
 pub const MAX_INTERNAL_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+/// Log entry bytes one AppendEntries carries (but always at least one entry). openraft gives
+/// each AppendEntries the heartbeat interval to complete and batches up to
+/// `max_payload_entries` entries of up to 5 MiB each: a follower far behind (back from a crash
+/// under load) was sent hundreds of megabytes per call, timed out every time and never caught
+/// up. Sending a prefix and answering `PartialSuccess` keeps every call small.
+pub const MAX_APPEND_ENTRIES_BYTES: usize = 4 * 1024 * 1024;
 
 /// Snapshots are small serialized blobs sent in one message.
 pub type SnapshotData = Cursor<Vec<u8>>;
@@ -102,6 +109,19 @@ impl PeerRouter {
     }
 }
 
+/// How many of `entries`, from the first, fit in `budget` encoded bytes (at least one).
+fn entries_within<E: Serialize>(entries: &[E], budget: usize) -> usize {
+    let mut total = 0usize;
+    for (index, entry) in entries.iter().enumerate() {
+        // Counting is cheap: byte strings add their length without being copied.
+        total += postcard::experimental::serialized_size(entry).unwrap_or(usize::MAX);
+        if total > budget {
+            return index.max(1);
+        }
+    }
+    entries.len()
+}
+
 fn unreachable<C: RaftTypeConfig>(message: String) -> Unreachable<C> {
     Unreachable::from_string(message)
 }
@@ -132,11 +152,23 @@ where
         &self,
         target: NodeId,
         group_id: GroupId,
-        rpc: AppendEntriesRequest<C>,
+        mut rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        self.rpc(target, group_id, RaftKind::AppendEntries, &rpc, option)
-            .await
+        let fitting = entries_within(&rpc.entries, MAX_APPEND_ENTRIES_BYTES);
+        let partial_opt = (fitting < rpc.entries.len()).then(|| {
+            rpc.entries.truncate(fitting);
+            rpc.entries.last().map(|entry| entry.log_id())
+        });
+        let response: AppendEntriesResponse<C> = self
+            .rpc(target, group_id, RaftKind::AppendEntries, &rpc, option)
+            .await?;
+        Ok(match (response, partial_opt) {
+            (AppendEntriesResponse::Success, Some(last_sent)) => {
+                AppendEntriesResponse::PartialSuccess(last_sent)
+            }
+            (response, _) => response,
+        })
     }
 
     async fn vote(
@@ -212,5 +244,25 @@ where
             tracing::warn!(target, %error, "cannot create a client for peer");
         }
         GroupNetworkAdapter::new(self.router.clone(), target, self.group)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::entries_within;
+
+    #[test]
+    fn append_entries_carry_a_prefix_within_the_byte_budget_but_never_nothing() {
+        // postcard writes each entry as a 2-byte length and its 1000 bytes.
+        let entries = vec![vec![7u8; 1000]; 10];
+        assert_eq!(entries_within(&entries, 10 * 1002), 10);
+        assert_eq!(entries_within(&entries, 10 * 1002 - 1), 9);
+        assert_eq!(entries_within(&entries, 3 * 1002), 3);
+        assert_eq!(
+            entries_within(&entries, 100),
+            1,
+            "one entry even over budget"
+        );
+        assert_eq!(entries_within::<Vec<u8>>(&[], 100), 0);
     }
 }
