@@ -3,11 +3,11 @@
 
 use bytes::Bytes;
 use futures::stream;
+use openraft::StorageError;
 use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::type_config::alias::EntryOf;
-use openraft::{RaftSnapshotBuilder, StorageError};
 use tempfile::TempDir;
 use tributary_raft::meta::MetaTypeConfig;
 use tributary_raft::shard::{ProducerStamp, PutBatch, ShardCommand, ShardTypeConfig};
@@ -248,7 +248,7 @@ async fn idempotent_retries_store_each_record_once_across_reopen_and_snapshot() 
     assert_eq!(*tip.borrow(), Some(SequenceNumber::new(shard, 5, 0)));
 
     // A replica that installs a snapshot de-duplicates the same way.
-    let snapshot = machine.build_snapshot().await.unwrap();
+    let snapshot = machine.get_current_snapshot().await.unwrap().unwrap();
     let other_dir = TempDir::new().unwrap();
     let other_store = Store::open(other_dir.path()).unwrap();
     let (mut other, _) = ShardMachine::open(other_store.clone(), group, shard).unwrap();

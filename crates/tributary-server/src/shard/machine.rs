@@ -187,12 +187,16 @@ impl ShardMachine {
     }
 }
 
-impl RaftSnapshotBuilder<C> for ShardMachine {
-    type SnapshotData = Cursor<Vec<u8>>;
+impl ShardMachine {
+    fn snapshot_meta(&self) -> SnapshotMetaOf<C> {
+        SnapshotMetaOf::<C> {
+            last_log_id: self.applied,
+            last_membership: self.membership.clone(),
+        }
+    }
 
-    async fn build_snapshot(&mut self) -> std::io::Result<SnapshotOf<C, Self::SnapshotData>> {
-        // The log behind this snapshot may be purged next: make the applied state durable first.
-        self.store.sync()?;
+    /// Everything this replica holds now (records, seal, producers), for a follower to install.
+    fn full_snapshot(&self) -> std::io::Result<SnapshotOf<C, Cursor<Vec<u8>>>> {
         let records = records::dump(&self.store, self.group)?;
         let body = postcard::to_stdvec(&SnapshotBody {
             records,
@@ -200,13 +204,28 @@ impl RaftSnapshotBuilder<C> for ShardMachine {
             producers: self.producers.clone().into_iter().collect(),
         })
         .map_err(io_error)?;
-        let meta = SnapshotMetaOf::<C> {
-            last_log_id: self.applied,
-            last_membership: self.membership.clone(),
-        };
-        Ok(SnapshotOf::<C, Self::SnapshotData> {
-            meta,
+        Ok(SnapshotOf::<C, Cursor<Vec<u8>>> {
+            meta: self.snapshot_meta(),
             snapshot: Cursor::new(body),
+        })
+    }
+}
+
+impl RaftSnapshotBuilder<C> for ShardMachine {
+    type SnapshotData = Cursor<Vec<u8>>;
+
+    /// openraft builds a snapshot (every `SNAPSHOT_AFTER_LOGS` entries) only to purge the log
+    /// behind it: it keeps the meta and drops the data, and asks `get_current_snapshot` when a
+    /// follower needs one. The records are in RocksDB already, so a build is a sync and the
+    /// meta, not a copy of everything the shard retains (which grew with retention: gigabytes
+    /// every 10,000 entries). The body is empty; installing it fails to decode rather than
+    /// wiping a replica.
+    async fn build_snapshot(&mut self) -> std::io::Result<SnapshotOf<C, Self::SnapshotData>> {
+        // The log behind this snapshot may be purged next: make the applied state durable first.
+        self.store.sync()?;
+        Ok(SnapshotOf::<C, Self::SnapshotData> {
+            meta: self.snapshot_meta(),
+            snapshot: Cursor::new(Vec::new()),
         })
     }
 }
@@ -350,7 +369,7 @@ impl RaftStateMachine<C> for ShardMachine {
         if self.applied.is_none() {
             return Ok(None);
         }
-        Ok(Some(self.build_snapshot().await?))
+        self.full_snapshot().map(Some)
     }
 }
 
