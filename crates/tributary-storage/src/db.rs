@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch,
-    WriteOptions,
+    ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode, Options,
+    WriteBatch, WriteOptions,
 };
 use tributary_types::GroupId;
 
@@ -31,6 +31,20 @@ struct Inner {
     db: Arc<DB>,
 }
 
+/// Record data is compressed (LZ4) once it reaches the stored records. The Raft log holds the
+/// same bytes only until they are applied and purged, and the state CFs are small: compressing
+/// them cost CPU on every flush for nothing (BENCHMARKS.md, "Where a put spends its time").
+fn column_family_options(name: &str) -> Options {
+    let mut options = Options::default();
+    let compression = if name == CF_RECORDS {
+        DBCompressionType::Lz4
+    } else {
+        DBCompressionType::None
+    };
+    options.set_compression_type(compression);
+    options
+}
+
 impl Store {
     pub fn open(path: &Path) -> std::io::Result<Store> {
         let mut options = Options::default();
@@ -40,7 +54,7 @@ impl Store {
         options.set_max_background_jobs(2);
         let descriptors = COLUMN_FAMILIES
             .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+            .map(|name| ColumnFamilyDescriptor::new(*name, column_family_options(name)));
         let db = Arc::new(DB::open_cf_descriptors(&options, path, descriptors).map_err(io_error)?);
         let flusher = Flusher::start(db.clone())?;
         Ok(Store {
