@@ -4,6 +4,11 @@
 //!
 //! Latency is put → acknowledgement of each record through the producer (its linger included:
 //! `--linger-ms`, default 0 here), recorded in an HDR histogram.
+//!
+//! The suite also runs the peer the targets are set against, NATS JetStream (`nats`), in the
+//! same run, and checks each target.
+
+mod nats;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,7 +64,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Start a local 3-node cluster and run the standard scenarios.
+    /// Start a local 3-node cluster and run the standard scenarios, then the peer's (NATS
+    /// JetStream) and the targets against it.
     Suite {
         /// Where results.json and results.md go.
         #[arg(long, default_value = "bench-results")]
@@ -67,7 +73,44 @@ enum Command {
         /// Seconds per scenario.
         #[arg(long, default_value_t = 10)]
         duration: u64,
+        #[command(flatten)]
+        peer: PeerArgs,
+        /// Leader kills in the failover scenario.
+        #[arg(long, default_value_t = 10)]
+        failover_runs: usize,
     },
+    /// Start three local nats-servers (JetStream, 3-replica file stream) and run the peer's
+    /// scenarios on them alone.
+    Peer {
+        #[command(flatten)]
+        peer: PeerArgs,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct PeerArgs {
+    /// The nats-server binary (default: `nats-server` on PATH).
+    #[arg(long)]
+    nats_server: Option<PathBuf>,
+    /// Run without the peer (the suite then checks no target against it).
+    #[arg(long)]
+    no_peer: bool,
+}
+
+impl PeerArgs {
+    fn binary_opt(&self) -> anyhow::Result<Option<PathBuf>> {
+        if self.no_peer {
+            return Ok(None);
+        }
+        match &self.nats_server {
+            Some(path) => Ok(Some(path.clone())),
+            None => nats::find_server().map(Some),
+        }
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -111,7 +154,28 @@ async fn main() -> anyhow::Result<()> {
             let report = produce(&args).await?;
             print_report(&args, &report);
         }
-        Command::Suite { out, duration } => suite(&out, duration).await?,
+        Command::Suite {
+            out,
+            duration,
+            peer,
+            failover_runs,
+        } => suite(&out, duration, peer.binary_opt()?, failover_runs).await?,
+        Command::Peer {
+            peer,
+            duration,
+            json,
+        } => {
+            let binary = peer
+                .binary_opt()?
+                .context("--no-peer leaves nothing to run")?;
+            for (name, report) in nats::run(&binary, Duration::from_secs(duration)).await? {
+                if json {
+                    println!("{}", json!({"scenario": name, "result": report}));
+                } else {
+                    println!("nats {name}: {}", summary_line(&report));
+                }
+            }
+        }
         Command::Catchup {
             mib,
             shards,
@@ -172,19 +236,95 @@ fn print_report(args: &ProduceArgs, report: &Value) {
         println!("{report}");
     } else {
         println!(
-            "{} producers, {} B records: {:.0} records/s, {:.1} MiB/s; put->ack p50 {:.2} ms, p90 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.2}; {} errors",
+            "{} producers, {} B records: {}",
             args.producers,
             args.record_size,
-            report["records_per_s"].as_f64().unwrap_or(0.0),
-            report["mib_per_s"].as_f64().unwrap_or(0.0),
-            report["p50_ms"].as_f64().unwrap_or(0.0),
-            report["p90_ms"].as_f64().unwrap_or(0.0),
-            report["p99_ms"].as_f64().unwrap_or(0.0),
-            report["p999_ms"].as_f64().unwrap_or(0.0),
-            report["max_ms"].as_f64().unwrap_or(0.0),
-            report["errors"]
+            summary_line(report)
         );
     }
+}
+
+/// A field of a report as a number (0 when absent).
+fn num(report: &Value, key: &str) -> f64 {
+    report[key].as_f64().unwrap_or(0.0)
+}
+
+/// Throughput and latency of a produce report on one line.
+fn summary_line(report: &Value) -> String {
+    format!(
+        "{:.0} records/s, {:.1} MiB/s; put->ack p50 {:.2} ms, p90 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.2}; {} errors",
+        num(report, "records_per_s"),
+        num(report, "mib_per_s"),
+        num(report, "p50_ms"),
+        num(report, "p90_ms"),
+        num(report, "p99_ms"),
+        num(report, "p999_ms"),
+        num(report, "max_ms"),
+        report["errors"]
+    )
+}
+
+/// Bytes of pseudo-random data every record's data is sliced from.
+const PAYLOAD_POOL_BYTES: usize = 4 * 1024 * 1024;
+/// Gap between consecutive records' slices (a prime, so slices drift through the pool).
+const PAYLOAD_STRIDE_GAP: usize = 4099;
+
+/// Record data: slices of one pseudo-random buffer, no two records near each other sharing
+/// bytes, so compression gains nothing — as with real, varied data. (Records of one repeated
+/// byte let RocksDB's LZ4 shrink them ~100× and flattered every figure.)
+pub(crate) struct Payloads {
+    pool: Bytes,
+    size: usize,
+    offset: usize,
+}
+
+impl Payloads {
+    /// Records of `size` bytes; `stream_index` starts each producer elsewhere in the pool.
+    pub(crate) fn new(size: usize, stream_index: usize) -> Payloads {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ stream_index as u64;
+        let mut pool = Vec::with_capacity(PAYLOAD_POOL_BYTES + size + 8);
+        while pool.len() < PAYLOAD_POOL_BYTES + size {
+            // splitmix64
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            pool.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        }
+        Payloads {
+            pool: Bytes::from(pool),
+            size,
+            offset: (stream_index * 7919) % PAYLOAD_POOL_BYTES,
+        }
+    }
+
+    pub(crate) fn next(&mut self) -> Bytes {
+        let data = self.pool.slice(self.offset..self.offset + self.size);
+        self.offset = (self.offset + self.size + PAYLOAD_STRIDE_GAP) % PAYLOAD_POOL_BYTES;
+        data
+    }
+}
+
+/// The produce report's JSON object (the command contract's keys).
+fn report(
+    records: u64,
+    errors: u64,
+    record_size: usize,
+    elapsed_s: f64,
+    histogram: &Histogram<u64>,
+) -> Value {
+    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    json!({
+        "records": records,
+        "records_per_s": records as f64 / elapsed_s,
+        "mib_per_s": records as f64 * record_size as f64 / elapsed_s / (1024.0 * 1024.0),
+        "p50_ms": ms(0.5),
+        "p90_ms": ms(0.9),
+        "p99_ms": ms(0.99),
+        "p999_ms": ms(0.999),
+        "max_ms": histogram.max() as f64 / 1000.0,
+        "errors": errors,
+    })
 }
 
 async fn produce(args: &ProduceArgs) -> anyhow::Result<Value> {
@@ -218,7 +358,7 @@ async fn produce(args: &ProduceArgs) -> anyhow::Result<Value> {
         let (histogram, errors, acked) = (histogram.clone(), errors.clone(), acked.clone());
         let sent_total = sent_total.clone();
         let window = Arc::new(Semaphore::new(args.in_flight));
-        let data = Bytes::from(vec![b'x'; args.record_size]);
+        let mut payloads = Payloads::new(args.record_size, producer_index);
         let per_producer_rate = args
             .rate
             .map(|r| (r as f64 / args.producers as f64).max(1.0));
@@ -232,7 +372,7 @@ async fn produce(args: &ProduceArgs) -> anyhow::Result<Value> {
                 let permit = window.clone().acquire_owned().await.expect("window open");
                 let key = format!("p{producer_index}-{sent}");
                 let put_at = Instant::now();
-                let receipt = match producer.put(&key, data.clone(), None).await {
+                let receipt = match producer.put(&key, payloads.next(), None).await {
                     Ok(receipt) => receipt,
                     Err(_) => {
                         errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -275,19 +415,13 @@ async fn produce(args: &ProduceArgs) -> anyhow::Result<Value> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let histogram = histogram.lock().await;
-    let records = acked.load(std::sync::atomic::Ordering::Relaxed);
-    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
-    Ok(json!({
-        "records": records,
-        "records_per_s": records as f64 / elapsed,
-        "mib_per_s": records as f64 * args.record_size as f64 / elapsed / (1024.0 * 1024.0),
-        "p50_ms": ms(0.5),
-        "p90_ms": ms(0.9),
-        "p99_ms": ms(0.99),
-        "p999_ms": ms(0.999),
-        "max_ms": histogram.max() as f64 / 1000.0,
-        "errors": errors.load(std::sync::atomic::Ordering::Relaxed),
-    }))
+    Ok(report(
+        acked.load(std::sync::atomic::Ordering::Relaxed),
+        errors.load(std::sync::atomic::Ordering::Relaxed),
+        args.record_size,
+        elapsed,
+        &histogram,
+    ))
 }
 
 /// A local 3-node/3-AZ cluster from the testkit with per-shard limits off.
@@ -309,6 +443,9 @@ async fn local_cluster() -> anyhow::Result<tributary_testkit::Cluster> {
     )
     .await
 }
+
+/// A failover that takes this long is reported as a failure, not waited out.
+const FAILOVER_GIVE_UP: Duration = Duration::from_secs(60);
 
 /// Kills the leader of a one-shard stream while a client keeps putting, and measures from the
 /// kill to the first acknowledged put; the node is restarted between runs.
@@ -333,12 +470,13 @@ async fn failover(runs: usize) -> anyhow::Result<Value> {
         let (load, loading) = (load.clone(), loading.clone());
         tokio::spawn(async move {
             let window = Arc::new(Semaphore::new(1_000));
-            let data = Bytes::from(vec![b'l'; 1024]);
+            let mut payloads = Payloads::new(1024, 0);
             let mut n = 0u64;
             while loading.load(std::sync::atomic::Ordering::Relaxed) {
                 let permit = window.clone().acquire_owned().await.expect("window open");
                 n += 1;
-                let Ok(receipt) = load.put(&format!("load-{n}"), data.clone(), None).await else {
+                let Ok(receipt) = load.put(&format!("load-{n}"), payloads.next(), None).await
+                else {
                     continue;
                 };
                 tokio::spawn(async move {
@@ -371,7 +509,13 @@ async fn failover(runs: usize) -> anyhow::Result<Value> {
         cluster.kill(leader)?;
         let killed = Instant::now();
         let survivors = Client::from_list(&cluster.running_endpoints())?;
-        while put_one(&survivors).await.is_err() {}
+        while let Err(error) = put_one(&survivors).await {
+            anyhow::ensure!(
+                killed.elapsed() < FAILOVER_GIVE_UP,
+                "puts still fail {FAILOVER_GIVE_UP:?} after node {leader} was killed: {error}\n{}",
+                cluster.logs()
+            );
+        }
         times.push(killed.elapsed().as_secs_f64() * 1000.0);
         cluster.start_node(leader)?;
         cluster.wait_ready().await?;
@@ -400,10 +544,14 @@ async fn catchup(mib: usize, shards: u32, record_size: usize) -> anyhow::Result<
     client.create_stream("catchup", shards, None).await?;
     let records = mib * 1024 * 1024 / record_size;
     let producer = Producer::new(client.clone(), "catchup", ProducerConfig::default());
-    let data = Bytes::from(vec![b'c'; record_size]);
+    let mut payloads = Payloads::new(record_size, 0);
     let mut receipts = Vec::with_capacity(records);
     for i in 0..records {
-        receipts.push(producer.put(&format!("k{i}"), data.clone(), None).await?);
+        receipts.push(
+            producer
+                .put(&format!("k{i}"), payloads.next(), None)
+                .await?,
+        );
     }
     producer.close().await;
     for receipt in receipts {
@@ -566,93 +714,312 @@ async fn put_one(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The standard scenarios on a fresh local cluster.
-async fn suite(out: &std::path::Path, duration: u64) -> anyhow::Result<()> {
-    let cluster = local_cluster().await?;
-    let scenarios: Vec<(&str, usize, usize, usize, bool)> = vec![
-        // name, record size, producers, in flight per producer, aggregate
-        ("produce-100B", 100, 4, 2000, false),
-        ("produce-100B-aggregated", 100, 4, 4000, true),
-        ("produce-1KiB", 1024, 4, 1000, false),
-        ("produce-1KiB-aggregated", 1024, 4, 2000, true),
-        ("produce-10KiB", 10 * 1024, 4, 200, false),
-        ("produce-10KiB-aggregated", 10 * 1024, 4, 400, true),
-        ("produce-1KiB-one-in-flight", 1024, 1, 1, false),
-    ];
+/// One produce scenario of the suite.
+struct Scenario {
+    name: &'static str,
+    record_size: usize,
+    producers: usize,
+    in_flight: usize,
+    aggregate: bool,
+    rate_opt: Option<u64>,
+}
+
+impl Scenario {
+    const fn new(
+        name: &'static str,
+        record_size: usize,
+        producers: usize,
+        in_flight: usize,
+        aggregate: bool,
+    ) -> Scenario {
+        Scenario {
+            name,
+            record_size,
+            producers,
+            in_flight,
+            aggregate,
+            rate_opt: None,
+        }
+    }
+}
+
+/// Tributary's produce scenarios (each on a new 6-shard stream).
+const SCENARIOS: [Scenario; 7] = [
+    Scenario::new("produce-100B", 100, 4, 2000, false),
+    Scenario::new("produce-100B-aggregated", 100, 4, 4000, true),
+    Scenario::new("produce-1KiB", 1024, 4, 1000, false),
+    Scenario::new("produce-1KiB-aggregated", 1024, 4, 2000, true),
+    Scenario::new("produce-10KiB", 10 * 1024, 4, 200, false),
+    Scenario::new("produce-10KiB-aggregated", 10 * 1024, 4, 400, true),
+    Scenario::new("produce-1KiB-one-in-flight", 1024, 1, 1, false),
+];
+
+/// The rows of the results table: system, scenario, produce report.
+type Rows = Vec<(&'static str, &'static str, Value)>;
+
+/// The standard scenarios: the peer's on its own cluster first (its 1 KiB rate becomes the
+/// offered load of a Tributary row, for the latency comparison), then Tributary's on a fresh
+/// local cluster, then e2e, catch-up and failover on clusters of their own; last, each target
+/// checked against what was measured.
+async fn suite(
+    out: &std::path::Path,
+    duration: u64,
+    peer_opt: Option<PathBuf>,
+    failover_runs: usize,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
-    let mut results = Vec::new();
-    let mut table = String::from(
-        "| scenario | records/s | MiB/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors |\n|---|---|---|---|---|---|---|---|---|\n",
-    );
-    for (index, (name, size, producers, in_flight, aggregate)) in scenarios.into_iter().enumerate()
-    {
+    let mut rows: Rows = Vec::new();
+    if let Some(binary) = &peer_opt {
+        for (name, report) in nats::run(binary, Duration::from_secs(duration)).await? {
+            println!("nats {name}: {}", summary_line(&report));
+            rows.push(("nats", name, report));
+        }
+    }
+    let peer_1kib_rate_opt = find(&rows, "nats", "produce-1KiB")
+        .map(|report| num(report, "records_per_s") as u64)
+        .filter(|rate| *rate > 0);
+    let mut scenarios: Vec<Scenario> = SCENARIOS.into_iter().collect();
+    if let Some(rate) = peer_1kib_rate_opt {
+        scenarios.push(Scenario {
+            rate_opt: Some(rate),
+            ..Scenario::new("produce-1KiB-at-peer-rate", 1024, 4, 1000, false)
+        });
+    }
+    let cluster = local_cluster().await?;
+    for (index, scenario) in scenarios.iter().enumerate() {
         let args = ProduceArgs {
             endpoint: cluster.endpoints(),
             stream: format!("bench-{index}"),
             create: true,
             shards: 6,
-            producers,
-            record_size: size,
+            producers: scenario.producers,
+            record_size: scenario.record_size,
             duration,
-            rate: None,
-            in_flight,
-            aggregate,
+            rate: scenario.rate_opt,
+            in_flight: scenario.in_flight,
+            aggregate: scenario.aggregate,
             // Aggregation needs records to wait for each other.
-            linger_ms: if aggregate { 5 } else { 0 },
+            linger_ms: if scenario.aggregate { 5 } else { 0 },
             json: false,
         };
         let report = produce(&args).await?;
-        print!("{name}: ");
-        print_report(&args, &report);
-        table.push_str(&format!(
-            "| {name} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} |\n",
-            report["records_per_s"].as_f64().unwrap_or(0.0),
-            report["mib_per_s"].as_f64().unwrap_or(0.0),
-            report["p50_ms"].as_f64().unwrap_or(0.0),
-            report["p90_ms"].as_f64().unwrap_or(0.0),
-            report["p99_ms"].as_f64().unwrap_or(0.0),
-            report["p999_ms"].as_f64().unwrap_or(0.0),
-            report["max_ms"].as_f64().unwrap_or(0.0),
-            report["errors"]
-        ));
-        results.push(json!({"scenario": name, "result": report}));
+        println!("tributary {}: {}", scenario.name, summary_line(&report));
+        rows.push(("tributary", scenario.name, report));
     }
     // The other scenarios start clusters of their own.
     drop(cluster);
-    let mut notes = Vec::new();
     let e2e_report = e2e(duration, 10).await?;
+    let catchup_report = catchup(256, 3, 10 * 1024).await?;
+    let failover_report = failover(failover_runs).await?;
+
+    let mut notes = Vec::new();
     for mode in ["polling", "fan_out"] {
+        let report = &e2e_report[mode];
         notes.push(format!(
             "e2e {mode}: put -> consumer p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            e2e_report[mode]["p50_ms"].as_f64().unwrap_or(0.0),
-            e2e_report[mode]["p99_ms"].as_f64().unwrap_or(0.0),
-            e2e_report[mode]["max_ms"].as_f64().unwrap_or(0.0),
+            num(report, "p50_ms"),
+            num(report, "p99_ms"),
+            num(report, "max_ms"),
         ));
     }
-    results.push(json!({"scenario": "e2e", "result": e2e_report}));
-    let catchup_report = catchup(256, 3, 10 * 1024).await?;
     notes.push(format!(
-        "catchup: {:.1} MiB/s from TRIM_HORIZON over 3 shards",
-        catchup_report["mib_per_s"].as_f64().unwrap_or(0.0)
+        "catchup: {:.1} MiB/s from TRIM_HORIZON over 3 shards on 3 nodes",
+        num(&catchup_report, "mib_per_s")
     ));
-    results.push(json!({"scenario": "catchup", "result": catchup_report}));
-    let failover_report = failover(5).await?;
     notes.push(format!(
-        "failover under load: puts succeed again {:.0} ms (median), {:.0} ms (max) after a leader's SIGKILL, 5 runs",
-        failover_report["median_ms"].as_f64().unwrap_or(0.0),
-        failover_report["max_ms"].as_f64().unwrap_or(0.0),
+        "failover under load: puts succeed again {:.0} ms (median), {:.0} ms (max) after a leader's SIGKILL, {failover_runs} runs",
+        num(&failover_report, "median_ms"),
+        num(&failover_report, "max_ms"),
     ));
-    results.push(json!({"scenario": "failover", "result": failover_report}));
+    let checks = targets(&rows, &catchup_report, &failover_report);
+
+    let mut markdown = String::from(
+        "| system | scenario | records/s | MiB/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (system, name, report) in &rows {
+        markdown.push_str(&format!(
+            "| {system} | {name} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} |\n",
+            num(report, "records_per_s"),
+            num(report, "mib_per_s"),
+            num(report, "p50_ms"),
+            num(report, "p90_ms"),
+            num(report, "p99_ms"),
+            num(report, "p999_ms"),
+            num(report, "max_ms"),
+            report["errors"]
+        ));
+    }
+    markdown.push('\n');
     for note in &notes {
         println!("{note}");
-        table.push_str(&format!("\n- {note}"));
+        markdown.push_str(&format!("- {note}\n"));
     }
-    table.push('\n');
+    markdown.push_str("\n| target | measured | met |\n|---|---|---|\n");
+    for check in &checks {
+        println!(
+            "target {}: {} ({})",
+            check.target,
+            check.measured,
+            check.verdict()
+        );
+        markdown.push_str(&format!(
+            "| {} | {} | {} |\n",
+            check.target,
+            check.measured,
+            check.verdict()
+        ));
+    }
+    let mut results: Vec<Value> = rows
+        .iter()
+        .map(|(system, name, report)| json!({"system": system, "scenario": name, "result": report}))
+        .collect();
+    results.push(json!({"system": "tributary", "scenario": "e2e", "result": e2e_report}));
+    results.push(json!({"system": "tributary", "scenario": "catchup", "result": catchup_report}));
+    results.push(json!({"system": "tributary", "scenario": "failover", "result": failover_report}));
+    let targets: Vec<Value> = checks
+        .iter()
+        .map(|c| json!({"target": c.target, "measured": c.measured, "met": c.met_opt}))
+        .collect();
     std::fs::write(
         out.join("results.json"),
-        serde_json::to_vec_pretty(&results)?,
+        serde_json::to_vec_pretty(&json!({"results": results, "targets": targets}))?,
     )?;
-    std::fs::write(out.join("results.md"), table)?;
+    std::fs::write(out.join("results.md"), markdown)?;
     println!("wrote {}", out.display());
     Ok(())
+}
+
+fn find<'a>(rows: &'a Rows, system: &str, scenario: &str) -> Option<&'a Value> {
+    rows.iter()
+        .find(|(s, n, _)| *s == system && *n == scenario)
+        .map(|(_, _, report)| report)
+}
+
+/// Tributary's better report of a size, plain or aggregated (both are the same producer,
+/// configured), and which it was.
+fn best<'a>(rows: &'a Rows, scenario: &'static str, key: &str) -> Option<(String, &'a Value)> {
+    let aggregated = format!("{scenario}-aggregated");
+    [scenario.to_string(), aggregated]
+        .into_iter()
+        .filter_map(|name| find(rows, "tributary", &name).map(|report| (name, report)))
+        .max_by(|a, b| num(a.1, key).total_cmp(&num(b.1, key)))
+}
+
+/// One target of the issue, checked.
+struct Check {
+    target: &'static str,
+    measured: String,
+    /// `None`: could not be checked (no peer in this run).
+    met_opt: Option<bool>,
+}
+
+impl Check {
+    fn verdict(&self) -> &'static str {
+        match self.met_opt {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "not checked (no peer)",
+        }
+    }
+}
+
+/// The targets: throughput as multiples of the peer's (and the absolute floor the issue names),
+/// latency at the peer's offered load, one-in-flight latency, failover and catch-up.
+fn targets(rows: &Rows, catchup: &Value, failover: &Value) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let ratio = |ours: f64, theirs_opt: Option<f64>| {
+        theirs_opt
+            .filter(|theirs| *theirs > 0.0)
+            .map(|theirs| ours / theirs)
+    };
+    let peer = |scenario: &str, key: &str| find(rows, "nats", scenario).map(|r| num(r, key));
+    for (target, scenario, key, floor) in [
+        (
+            "1 KiB, 4 producers: >= 2x the peer's records/s and >= 100 MiB/s",
+            "produce-1KiB",
+            "records_per_s",
+            ("mib_per_s", 100.0),
+        ),
+        (
+            "100 B: >= 2x the peer's records/s and >= 200k records/s",
+            "produce-100B",
+            "records_per_s",
+            ("records_per_s", 200_000.0),
+        ),
+        (
+            "10 KiB: >= 2x the peer's MiB/s and >= 250 MiB/s",
+            "produce-10KiB",
+            "mib_per_s",
+            ("mib_per_s", 250.0),
+        ),
+    ] {
+        let Some((name, ours)) = best(rows, scenario, key) else {
+            continue;
+        };
+        let times_opt = ratio(num(ours, key), peer(scenario, key));
+        let floor_met = num(ours, floor.0) >= floor.1;
+        checks.push(Check {
+            target,
+            measured: format!(
+                "{name}: {:.0} records/s, {:.1} MiB/s{}",
+                num(ours, "records_per_s"),
+                num(ours, "mib_per_s"),
+                times_opt
+                    .map(|t| format!(", {t:.2}x the peer"))
+                    .unwrap_or_default()
+            ),
+            met_opt: times_opt.map(|t| t >= 2.0 && floor_met),
+        });
+    }
+    if let Some(ours) = find(rows, "tributary", "produce-1KiB-at-peer-rate") {
+        let theirs = peer("produce-1KiB", "p99_ms").unwrap_or(0.0);
+        checks.push(Check {
+            target: "1 KiB at the peer's records/s: put->ack p99 <= the peer's",
+            measured: format!(
+                "{:.0} records/s offered: p99 {:.2} ms vs the peer's {theirs:.2} ms",
+                num(ours, "records_per_s"),
+                num(ours, "p99_ms")
+            ),
+            met_opt: Some(num(ours, "p99_ms") <= theirs),
+        });
+    }
+    if let Some(ours) = find(rows, "tributary", "produce-1KiB-one-in-flight") {
+        checks.push(Check {
+            target: "1 KiB, one in flight: p50 <= 0.5 ms, p99 <= 2 ms",
+            measured: format!(
+                "p50 {:.2} ms, p99 {:.2} ms (the peer: {})",
+                num(ours, "p50_ms"),
+                num(ours, "p99_ms"),
+                match (
+                    peer("produce-1KiB-one-in-flight", "p50_ms"),
+                    peer("produce-1KiB-one-in-flight", "p99_ms")
+                ) {
+                    (Some(p50), Some(p99)) => format!("p50 {p50:.2} ms, p99 {p99:.2} ms"),
+                    _ => "not run".into(),
+                }
+            ),
+            met_opt: Some(num(ours, "p50_ms") <= 0.5 && num(ours, "p99_ms") <= 2.0),
+        });
+    }
+    checks.push(Check {
+        target: "failover under load: puts succeed within 3 s (median)",
+        measured: format!(
+            "median {:.0} ms, max {:.0} ms over {} runs",
+            num(failover, "median_ms"),
+            num(failover, "max_ms"),
+            failover["runs"]
+        ),
+        met_opt: Some(num(failover, "median_ms") <= 3000.0),
+    });
+    // The three shards' readers are served by the three nodes.
+    let per_node = num(catchup, "mib_per_s") / 3.0;
+    checks.push(Check {
+        target: "catch-up from TRIM_HORIZON: >= 500 MiB/s per node",
+        measured: format!(
+            "{:.1} MiB/s over 3 nodes, {per_node:.1} MiB/s per node",
+            num(catchup, "mib_per_s")
+        ),
+        met_opt: Some(per_node >= 500.0),
+    });
+    checks
 }
