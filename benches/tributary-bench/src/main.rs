@@ -249,17 +249,25 @@ fn num(report: &Value, key: &str) -> f64 {
     report[key].as_f64().unwrap_or(0.0)
 }
 
+/// A produce report's figures: records/s, MiB/s, p50, p90, p99, p99.9 and max (ms).
+fn figures(report: &Value) -> [f64; 7] {
+    [
+        "records_per_s",
+        "mib_per_s",
+        "p50_ms",
+        "p90_ms",
+        "p99_ms",
+        "p999_ms",
+        "max_ms",
+    ]
+    .map(|key| num(report, key))
+}
+
 /// Throughput and latency of a produce report on one line.
 fn summary_line(report: &Value) -> String {
+    let [rate, mib, p50, p90, p99, p999, max] = figures(report);
     format!(
-        "{:.0} records/s, {:.1} MiB/s; put->ack p50 {:.2} ms, p90 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.2}; {} errors",
-        num(report, "records_per_s"),
-        num(report, "mib_per_s"),
-        num(report, "p50_ms"),
-        num(report, "p90_ms"),
-        num(report, "p99_ms"),
-        num(report, "p999_ms"),
-        num(report, "max_ms"),
+        "{rate:.0} records/s, {mib:.1} MiB/s; put->ack p50 {p50:.2} ms, p90 {p90:.2}, p99 {p99:.2}, p99.9 {p999:.2}, max {max:.2}; {} errors",
         report["errors"]
     )
 }
@@ -851,15 +859,9 @@ async fn suite(
         "| system | scenario | records/s | MiB/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (system, name, report) in &rows {
+        let [rate, mib, p50, p90, p99, p999, max] = figures(report);
         markdown.push_str(&format!(
-            "| {system} | {name} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} |\n",
-            num(report, "records_per_s"),
-            num(report, "mib_per_s"),
-            num(report, "p50_ms"),
-            num(report, "p90_ms"),
-            num(report, "p99_ms"),
-            num(report, "p999_ms"),
-            num(report, "max_ms"),
+            "| {system} | {name} | {rate:.0} | {mib:.1} | {p50:.2} | {p90:.2} | {p99:.2} | {p999:.2} | {max:.2} | {} |\n",
             report["errors"]
         ));
     }
