@@ -5,6 +5,7 @@ mod consume;
 mod consumer;
 mod dev;
 mod get;
+mod health;
 mod node;
 mod output;
 mod put;
@@ -89,6 +90,9 @@ enum Command {
     /// Run a consumer worker (lease tables): prints what it processes, checkpoints, shares
     /// shards with the other workers of its --app.
     Consume(consume::ConsumeArgs),
+    /// Ask a node's operations port whether it serves (GET /health): exit 0 if so, for health
+    /// checks.
+    Health(health::HealthArgs),
 }
 
 fn init_tracing(default_filter: &str) {
@@ -155,6 +159,10 @@ fn main() -> std::process::ExitCode {
             Command::Subscribe(args) => {
                 init_tracing("warn");
                 subscribe::run(args).await
+            }
+            Command::Health(args) => {
+                init_tracing("warn");
+                health::run(args).await
             }
         }
     });

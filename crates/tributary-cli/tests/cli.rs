@@ -354,6 +354,15 @@ async fn cli_contract_routing_and_bad_input() {
     // operations port: health and metrics
     let http = cluster.node(1).http_address.clone();
     assert!(http_get(&http, "/health").await.starts_with("HTTP/1.0 200"));
+    // `tributary health` is the containers' health check: 0 for a serving node, 1 otherwise.
+    let probe = cli(&cluster, &["health", "--http", &http]);
+    assert!(probe.status.success(), "{}", stderr(&probe));
+    assert!(stdout(&probe).contains("200"), "{}", stdout(&probe));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let probe = cli(&cluster, &["health", "--http", &nobody]);
+    assert!(!probe.status.success(), "no node at {nobody}");
     let metrics = http_get(&http, "/metrics").await;
     for name in [
         "tributary_shard_incoming_records_total",
