@@ -188,10 +188,10 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 println!(
                     "read {:.0} MiB from TRIM_HORIZON in {:.2} s: {:.1} MiB/s ({:.0} records/s)",
-                    report["mib"].as_f64().unwrap_or(0.0),
-                    report["seconds"].as_f64().unwrap_or(0.0),
-                    report["mib_per_s"].as_f64().unwrap_or(0.0),
-                    report["records_per_s"].as_f64().unwrap_or(0.0),
+                    num(&report, "mib"),
+                    num(&report, "seconds"),
+                    num(&report, "mib_per_s"),
+                    num(&report, "records_per_s"),
                 );
             }
         }
@@ -207,9 +207,9 @@ async fn main() -> anyhow::Result<()> {
                 for mode in ["polling", "fan_out"] {
                     println!(
                         "{mode}: put -> consumer p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} records)",
-                        report[mode]["p50_ms"].as_f64().unwrap_or(0.0),
-                        report[mode]["p99_ms"].as_f64().unwrap_or(0.0),
-                        report[mode]["max_ms"].as_f64().unwrap_or(0.0),
+                        num(&report[mode], "p50_ms"),
+                        num(&report[mode], "p99_ms"),
+                        num(&report[mode], "max_ms"),
                         report[mode]["records"],
                     );
                 }
@@ -222,8 +222,8 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 println!(
                     "puts succeed again after a leader's SIGKILL: median {:.0} ms, max {:.0} ms over {runs} runs",
-                    report["median_ms"].as_f64().unwrap_or(0.0),
-                    report["max_ms"].as_f64().unwrap_or(0.0),
+                    num(&report, "median_ms"),
+                    num(&report, "max_ms"),
                 );
             }
         }
