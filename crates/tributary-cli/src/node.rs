@@ -8,7 +8,7 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tributary_server::config::{
     DEFAULT_ADMIN_TIMEOUT_MS, DEFAULT_RETENTION_HOUR_MS, DEFAULT_SCALING_WINDOW_MS,
-    DEFAULT_WRITE_TIMEOUT_MS, FileConfig, ShardLimits, parse_peers,
+    DEFAULT_WRITE_TIMEOUT_MS, FaultConfig, FileConfig, ShardLimits, parse_peers,
 };
 use tributary_server::{Node, NodeConfig};
 
@@ -50,6 +50,17 @@ pub struct NodeArgs {
     /// A TOML file with any of these settings (flags and TRIBUTARY_* variables win).
     #[arg(long, env = "TRIBUTARY_CONFIG")]
     config: Option<PathBuf>,
+    /// FOR CHAOS TESTS ONLY: accept `PUT /faults` on the HTTP port, which cuts this node off
+    /// from chosen peers (a network partition) until healed.
+    #[arg(long)]
+    fault_injection: bool,
+    /// FOR CHAOS TESTS ONLY (with --fault-injection): peer ids cut off from the start, e.g. 2,3.
+    #[arg(long, value_delimiter = ',', requires = "fault_injection")]
+    fault_cut: Vec<u64>,
+    /// FOR CHAOS TESTS ONLY, BREAKS DURABILITY (with --fault-injection): leaders acknowledge puts
+    /// before they commit. Shows that the chaos checker catches lost writes.
+    #[arg(long, requires = "fault_injection")]
+    fault_ack_before_commit: bool,
 }
 
 fn build_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
@@ -106,6 +117,10 @@ fn build_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
                 .or(file.scaling_window_ms)
                 .unwrap_or(DEFAULT_SCALING_WINDOW_MS),
         ),
+        faults_opt: args.fault_injection.then(|| FaultConfig {
+            cut: args.fault_cut.iter().copied().collect(),
+            ack_before_commit: args.fault_ack_before_commit,
+        }),
     };
     config.validate()?;
     Ok(config)

@@ -1,10 +1,10 @@
 //! The Raft transport: every group's RPCs to a peer node share one lazily connected gRPC channel.
 //! A message names its group; the receiving node routes it to that group's Raft instance.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::io::Cursor;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use openraft::entry::RaftEntry;
@@ -44,6 +44,9 @@ pub type SnapshotData = Cursor<Vec<u8>>;
 #[derive(Clone, Default)]
 pub struct PeerRouter {
     peers: Arc<Mutex<HashMap<NodeId, Peer>>>,
+    /// Fault injection (chaos tests): peers this node sends nothing to. Every node-to-node call
+    /// is a request this side starts, so cutting both sides of a link silences it both ways.
+    cut: Arc<RwLock<BTreeSet<NodeId>>>,
 }
 
 struct Peer {
@@ -52,8 +55,36 @@ struct Peer {
 }
 
 impl PeerRouter {
+    /// Replaces the set of peers cut off from this node (fault injection).
+    pub fn set_cut(&self, cut: BTreeSet<NodeId>) {
+        *self.cut.write().expect("cut set lock poisoned") = cut;
+    }
+
+    /// The peers cut off from this node (fault injection).
+    pub fn cut(&self) -> BTreeSet<NodeId> {
+        self.cut.read().expect("cut set lock poisoned").clone()
+    }
+
+    /// Whether `node` is cut off from this node (fault injection).
+    pub fn is_cut(&self, node: NodeId) -> bool {
+        self.cut
+            .read()
+            .expect("cut set lock poisoned")
+            .contains(&node)
+    }
+
+    fn check_not_cut(&self, node: NodeId) -> Result<(), String> {
+        if self.is_cut(node) {
+            return Err(format!(
+                "node {node} is cut off from this node (fault injection)"
+            ));
+        }
+        Ok(())
+    }
+
     /// The internal client for `node` at `address`, reconnecting if the address changed.
     pub fn client(&self, node: NodeId, address: &str) -> Result<InternalClient<Channel>, String> {
+        self.check_not_cut(node)?;
         let mut peers = self.peers.lock().expect("peer map lock poisoned");
         if let Some(peer) = peers.get(&node)
             && peer.address == address
@@ -78,6 +109,7 @@ impl PeerRouter {
     }
 
     fn known_client(&self, node: NodeId) -> Result<InternalClient<Channel>, String> {
+        self.check_not_cut(node)?;
         let peers = self.peers.lock().expect("peer map lock poisoned");
         peers
             .get(&node)

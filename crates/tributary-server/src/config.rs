@@ -2,7 +2,7 @@
 //! variables, validated into one typed [`NodeConfig`]. Every key and its default is documented in
 //! `cluster/node.example.toml`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,6 +51,18 @@ pub struct NodeConfig {
     pub retention_hour_ms: u64,
     /// The on-demand scaling window.
     pub scaling_window: Duration,
+    /// Fault injection for the chaos suite (`--fault-injection`); `None` in every real deployment.
+    pub faults_opt: Option<FaultConfig>,
+}
+
+/// Faults a chaos test may inject into a node. Flags only, never in the config file.
+#[derive(Debug, Clone, Default)]
+pub struct FaultConfig {
+    /// Peers cut off from this node from the start (a partition that outlived a restart).
+    pub cut: BTreeSet<NodeId>,
+    /// DELIBERATELY BROKEN: a leader acknowledges puts before they commit, with numbers it
+    /// guesses. Exists only so the chaos checker can show that it catches lost writes.
+    pub ack_before_commit: bool,
 }
 
 /// The optional TOML file; every field may be omitted.

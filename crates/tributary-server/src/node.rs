@@ -81,6 +81,18 @@ impl Node {
 
     /// The public-API client for another node (used to forward reads).
     pub(crate) fn public_client(&self, address: &str) -> Result<TributaryClient<Channel>, Error> {
+        let cut_opt = self.meta.read(|state| {
+            state
+                .nodes
+                .iter()
+                .find(|(id, info)| info.address == address && self.router.is_cut(**id))
+                .map(|(id, _)| *id)
+        });
+        if let Some(node) = cut_opt {
+            return Err(Error::internal(format!(
+                "node {node} is cut off from this node (fault injection)"
+            )));
+        }
         let mut clients = self
             .public_clients
             .lock()
@@ -116,6 +128,14 @@ impl Node {
         let fresh = check_identity(&config)?;
         let store = Store::open(&config.data_dir.join("db")).context("opening RocksDB")?;
         let router = PeerRouter::default();
+        if let Some(faults) = &config.faults_opt {
+            tracing::warn!(
+                cut = ?faults.cut,
+                ack_before_commit = faults.ack_before_commit,
+                "FAULT INJECTION IS ON: this node is for chaos tests only"
+            );
+            router.set_cut(faults.cut.clone());
+        }
         let (meta_machine, meta_view) = MetaMachine::open(store.clone())?;
         let meta_raft = MetaRaft::new(
             config.id,

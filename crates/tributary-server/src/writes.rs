@@ -399,6 +399,9 @@ impl Node {
                 .map(|(key, data)| key.len() + data.len())
                 .sum();
         }
+        if let Some(acked) = self.ack_before_commit(group, &command) {
+            return acked;
+        }
         let what = format!("{} of stream {}", group.shard, group.stream);
         let attempt = propose(&group.raft, command, deadline, &what).await;
         if charged && !matches!(&attempt, Attempt::Done(Ok(response)) if !response.sealed) {
@@ -414,6 +417,47 @@ impl Node {
                 .record(records, bytes, std::time::Instant::now());
         }
         attempt
+    }
+
+    /// DELIBERATELY BROKEN (`--fault-ack-before-commit`, chaos tests only): a leader answers a
+    /// put at once with the numbers the next log entry would give it, and proposes it in the
+    /// background. A crash or partition then loses acknowledged records, which the chaos checker
+    /// must report.
+    fn ack_before_commit(
+        &self,
+        group: &ShardGroup,
+        command: &ShardCommand,
+    ) -> Option<Attempt<ShardResponse>> {
+        let broken = self
+            .config
+            .faults_opt
+            .as_ref()
+            .is_some_and(|faults| faults.ack_before_commit);
+        let ShardCommand::Put(batch) = command else {
+            return None;
+        };
+        if !broken || group.current_leader() != Some(self.id()) {
+            return None;
+        }
+        let next_index = group
+            .raft
+            .metrics()
+            .borrow_watched()
+            .last_log_index
+            .unwrap_or(0)
+            + 1;
+        let sequence_numbers = (0..batch.records.len())
+            .map(|offset| SequenceNumber::new(group.shard, next_index, offset as u16))
+            .collect();
+        let raft = group.raft.clone();
+        let command = command.clone();
+        tokio::spawn(async move {
+            let _ = raft.client_write(command).await;
+        });
+        Some(Attempt::Done(Ok(ShardResponse {
+            sequence_numbers,
+            ..ShardResponse::default()
+        })))
     }
 
     async fn forward_shard_write(
