@@ -28,6 +28,11 @@ use crate::codec;
 
 /// How long to wait for a TCP connection to a peer before calling it unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// HTTP/2 pings on every peer connection: a peer behind a partition drops packets rather than
+/// refusing them, and without pings its calls would hang until their own timeouts. A connection
+/// whose ping is unanswered for this long is closed and its calls fail at once.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Internal messages (snapshots, forwarded 5 MiB batches) may be large.
 pub const MAX_INTERNAL_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// Log entry bytes one AppendEntries carries (but always at least one entry). openraft gives
@@ -94,7 +99,10 @@ impl PeerRouter {
         let endpoint = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|e| format!("bad address {address}: {e}"))?
             .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
         let client = InternalClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(MAX_INTERNAL_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_INTERNAL_MESSAGE_BYTES);

@@ -482,13 +482,38 @@ impl Node {
                 why: format!("node {target} has no known address"),
             };
         };
-        self.forward(target, &address, deadline, |mut client| async move {
+        let forwarded = self.forward(target, &address, deadline, |mut client| async move {
             client
                 .shard_write(request)
                 .await
                 .map(|reply| reply.into_inner().response)
-        })
-        .await
+        });
+        // A leader cut off by a partition answers nothing: packets are dropped, the call would
+        // hang until the deadline. When this node's replica sees another leader elected, try
+        // that one instead (the abandoned attempt's outcome is unknown, as for any retry).
+        let Some(local) = self.shard_group(group) else {
+            return forwarded.await;
+        };
+        let mut metrics = local.raft.metrics();
+        let leader_moved = async move {
+            loop {
+                let leader_opt = metrics.borrow_watched().current_leader;
+                if leader_opt.is_some_and(|leader| leader != target) {
+                    return leader_opt;
+                }
+                if metrics.changed().await.is_err() {
+                    // The replica shut down: let the forward run its course.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            attempt = forwarded => attempt,
+            leader_opt = leader_moved => Attempt::Retry {
+                leader_opt,
+                why: format!("node {target} stopped leading while the write was forwarded to it"),
+            },
+        }
     }
 
     /// Sends a write to another node's internal API and decodes its `Result<T, Error>` answer. A
