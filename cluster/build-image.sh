@@ -2,13 +2,18 @@
 # Builds the node image (default tag tributary:dev; IMAGE=name:tag overrides) on a Docker engine
 # without registry access: FROM scratch, holding the release binary, the dynamic loader and the
 # shared libraries the binary links (libstdc++ for RocksDB, libgcc_s, libm, libc), at the paths
-# it expects. Nothing is pulled.
+# it expects. Nothing is pulled. BINARY=path packs that binary instead of building one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 image="${IMAGE:-tributary:dev}"
-./x build
-binary="${CARGO_TARGET_DIR:-${HOME:-/tmp}/.cache/tributary/target}/release/tributary"
+# BINARY=path packs an already built binary (tests do); otherwise build the release binary.
+if [ -n "${BINARY:-}" ]; then
+  binary="$BINARY"
+else
+  ./x build
+  binary="${CARGO_TARGET_DIR:-${HOME:-/tmp}/.cache/tributary/target}/release/tributary"
+fi
 
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT

@@ -1,5 +1,6 @@
 //! A cluster of node processes.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -10,9 +11,10 @@ use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tributary_client::Client;
 
-use crate::wait::wait_until;
+use crate::control::{ClusterControl, wait_until_ready};
 
 /// How long a cluster may take to elect a metadata leader and register every node.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,6 +31,8 @@ pub struct ClusterOptions {
     pub metadata_voters_opt: Option<u64>,
     /// Extra `tributary node` flags for every node, e.g. `--retention-hour-ms 100`.
     pub node_args: Vec<String>,
+    /// Start nodes with `--fault-injection`, which [`Cluster::partition`] needs.
+    pub fault_injection: bool,
 }
 
 impl Default for ClusterOptions {
@@ -38,6 +42,7 @@ impl Default for ClusterOptions {
             azs: 3,
             metadata_voters_opt: None,
             node_args: Vec::new(),
+            fault_injection: false,
         }
     }
 }
@@ -50,11 +55,17 @@ pub struct NodeHandle {
     pub data_dir: PathBuf,
     log_path: PathBuf,
     child_opt: Option<Child>,
+    paused: bool,
 }
 
 impl NodeHandle {
     pub fn is_running(&self) -> bool {
         self.child_opt.is_some()
+    }
+
+    /// Running but frozen by [`Cluster::pause`].
+    pub fn is_paused(&self) -> bool {
+        self.paused
     }
 }
 
@@ -63,11 +74,45 @@ pub struct Cluster {
     peers: String,
     nodes: Vec<NodeHandle>,
     node_args: Vec<String>,
+    fault_injection: bool,
+    /// For each node, the peers it is cut off from (see [`Cluster::partition`]).
+    cuts: BTreeMap<u64, BTreeSet<u64>>,
     dir: TempDir,
 }
 
+fn join_ids(ids: &BTreeSet<u64>) -> String {
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// How long a node may take to answer `PUT /faults`.
+const FAULTS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `PUT /faults` on a node's HTTP port (HTTP/1.0: the server closes after answering).
+async fn put_faults(http_address: &str, body: &str) -> anyhow::Result<()> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(http_address).await?;
+        let request = format!(
+            "PUT /faults HTTP/1.0\r\nHost: tributary\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        anyhow::Ok(String::from_utf8_lossy(&response).into_owned())
+    };
+    let response = tokio::time::timeout(FAULTS_TIMEOUT, exchange)
+        .await
+        .with_context(|| format!("{http_address} did not answer PUT /faults"))??;
+    let status = response.lines().next().unwrap_or("");
+    if status.split_whitespace().nth(1) != Some("200") {
+        bail!("PUT /faults on {http_address} answered {response}");
+    }
+    Ok(())
+}
+
 /// A free loopback port (probed: bound, read and released).
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
@@ -93,6 +138,7 @@ impl Cluster {
                 data_dir: dir.path().join(format!("node-{id}")),
                 log_path: dir.path().join(format!("node-{id}.log")),
                 child_opt: None,
+                paused: false,
             });
         }
         let voters = options.metadata_voters_opt.unwrap_or(options.nodes);
@@ -107,6 +153,8 @@ impl Cluster {
             peers,
             nodes,
             node_args: options.node_args.clone(),
+            fault_injection: options.fault_injection,
+            cuts: BTreeMap::new(),
             dir,
         };
         for id in 1..=options.nodes {
@@ -172,7 +220,14 @@ impl Cluster {
     pub fn start_node(&mut self, id: u64) -> anyhow::Result<()> {
         let peers = self.peers.clone();
         let binary = self.binary.clone();
-        let node_args = self.node_args.clone();
+        let mut node_args = self.node_args.clone();
+        if self.fault_injection {
+            node_args.push("--fault-injection".to_string());
+            // A partition outlives a restart, as a real one would.
+            if let Some(cut) = self.cuts.get(&id).filter(|cut| !cut.is_empty()) {
+                node_args.push(format!("--fault-cut={}", join_ids(cut)));
+            }
+        }
         let node = &mut self.nodes[(id - 1) as usize];
         if node.child_opt.is_some() {
             bail!("node {id} is already running");
@@ -218,7 +273,82 @@ impl Cluster {
             .with_context(|| format!("node {id} is not running"))?;
         child.kill()?;
         child.wait()?;
+        node.paused = false;
         Ok(())
+    }
+
+    /// SIGSTOP: the node freezes (its connections stay open, nothing answers) until
+    /// [`Cluster::resume`].
+    pub fn pause(&mut self, id: u64) -> anyhow::Result<()> {
+        let node = &mut self.nodes[(id - 1) as usize];
+        let child = node
+            .child_opt
+            .as_ref()
+            .with_context(|| format!("node {id} is not running"))?;
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGSTOP)?;
+        node.paused = true;
+        Ok(())
+    }
+
+    /// SIGCONT: a paused node carries on where it stopped, then learns of any partition
+    /// changed while it was frozen.
+    pub async fn resume(&mut self, id: u64) -> anyhow::Result<()> {
+        let node = &mut self.nodes[(id - 1) as usize];
+        let child = node
+            .child_opt
+            .as_ref()
+            .with_context(|| format!("node {id} is not running"))?;
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT)?;
+        node.paused = false;
+        self.push_cut(id).await
+    }
+
+    /// Cuts the nodes in `side` off from every other node, both ways (on top of any earlier
+    /// partition). Clients still reach every node, as in Jepsen's partitions: a node in a
+    /// minority keeps answering, and must not acknowledge what it cannot commit. Needs
+    /// [`ClusterOptions::fault_injection`].
+    pub async fn partition(&mut self, side: &[u64]) -> anyhow::Result<()> {
+        if !self.fault_injection {
+            bail!("partitions need ClusterOptions::fault_injection");
+        }
+        let all: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
+        for &inside in side {
+            for &outside in all.iter().filter(|id| !side.contains(id)) {
+                self.cuts.entry(inside).or_default().insert(outside);
+                self.cuts.entry(outside).or_default().insert(inside);
+            }
+        }
+        self.push_cuts().await
+    }
+
+    /// Ends every partition.
+    pub async fn heal(&mut self) -> anyhow::Result<()> {
+        self.cuts.clear();
+        if !self.fault_injection {
+            return Ok(());
+        }
+        self.push_cuts().await
+    }
+
+    async fn push_cuts(&self) -> anyhow::Result<()> {
+        for node in &self.nodes {
+            self.push_cut(node.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Tells a running, unfrozen node its cut set (a paused one learns it on resume, a stopped
+    /// one at start).
+    async fn push_cut(&self, id: u64) -> anyhow::Result<()> {
+        let node = self.node(id);
+        if !self.fault_injection || !node.is_running() || node.paused {
+            return Ok(());
+        }
+        let cut = self.cuts.get(&id).cloned().unwrap_or_default();
+        let body = format!("{{\"cut\": [{}]}}", join_ids(&cut));
+        put_faults(&node.http_address, &body)
+            .await
+            .with_context(|| format!("setting node {id}'s partition"))
     }
 
     /// SIGTERM and wait for a clean exit; returns the exit status.
@@ -252,30 +382,7 @@ impl Cluster {
             .filter(|n| n.is_running())
             .map(|n| n.id)
             .collect();
-        let total = self.nodes.len();
-        for id in running.clone() {
-            let client = self.client_of(id).with_call_timeout(Duration::from_secs(2));
-            let what =
-                format!("node {id} to see every node registered and alive with a metadata leader");
-            wait_until(READY_TIMEOUT, &what, || {
-                let client = client.clone();
-                let running = running.clone();
-                async move {
-                    let status = client.cluster_status().await.map_err(|e| e.to_string())?;
-                    let alive = |id: u64| status.nodes.iter().any(|n| n.id == id && n.alive);
-                    if status.metadata_leader.is_some()
-                        && status.nodes.len() == total
-                        && running.iter().all(|id| alive(*id))
-                    {
-                        Ok(())
-                    } else {
-                        Err(format!("{status:?}"))
-                    }
-                }
-            })
-            .await?;
-        }
-        Ok(())
+        wait_until_ready(self, &running, READY_TIMEOUT).await
     }
 
     /// One node's whole log.
@@ -320,5 +427,60 @@ impl Drop for Cluster {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+impl ClusterControl for Cluster {
+    fn node_ids(&self) -> Vec<u64> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    fn az_of(&self, id: u64) -> String {
+        self.node(id).az.clone()
+    }
+
+    fn endpoint_of(&self, id: u64) -> String {
+        self.node(id).address.clone()
+    }
+
+    fn is_up(&self, id: u64) -> bool {
+        let node = self.node(id);
+        node.is_running() && !node.is_paused()
+    }
+
+    fn logs(&self) -> String {
+        Cluster::logs(self)
+    }
+
+    async fn kill(&mut self, id: u64) -> anyhow::Result<()> {
+        Cluster::kill(self, id)
+    }
+
+    async fn stop(&mut self, id: u64) -> anyhow::Result<()> {
+        Cluster::stop(self, id).await.map(drop)
+    }
+
+    async fn start(&mut self, id: u64) -> anyhow::Result<()> {
+        self.start_node(id)
+    }
+
+    async fn pause(&mut self, id: u64) -> anyhow::Result<()> {
+        Cluster::pause(self, id)
+    }
+
+    async fn resume(&mut self, id: u64) -> anyhow::Result<()> {
+        Cluster::resume(self, id).await
+    }
+
+    async fn partition(&mut self, side: &[u64]) -> anyhow::Result<()> {
+        Cluster::partition(self, side).await
+    }
+
+    async fn heal(&mut self) -> anyhow::Result<()> {
+        Cluster::heal(self).await
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        Cluster::wait_ready(self).await
     }
 }

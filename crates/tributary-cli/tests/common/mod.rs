@@ -24,8 +24,8 @@ pub async fn start_cluster_with(nodes: u64, azs: u64, node_args: &[&str]) -> Clu
         ClusterOptions {
             nodes,
             azs,
-            metadata_voters_opt: None,
             node_args: node_args.iter().map(ToString::to_string).collect(),
+            ..ClusterOptions::default()
         },
     )
     .await

@@ -1,0 +1,278 @@
+//! One chaos run: start a cluster, create the stream, run producers and readers while the
+//! nemesis injects faults, heal everything, let writes resume, read every shard through every
+//! node, check, report.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::watch;
+use tributary_client::Client;
+use tributary_testkit::{
+    Cluster, ClusterControl, ClusterOptions, ContainerCluster, ContainerOptions, docker_available,
+    wait_until,
+};
+
+use crate::checker;
+use crate::history::{Clock, History, Outcome, sequence_value};
+use crate::nemesis::{Nemeses, Nemesis, Schedule};
+use crate::report::{self, RunFacts, Summary};
+use crate::workload::{self, Producer};
+
+/// The stream the workload writes.
+const STREAM: &str = "chaos";
+/// A client call's limit: longer than a node's write timeout (3 s), so a put that waits out a
+/// leader election is answered rather than abandoned.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long writes keep going after the last heal, so the run shows them resuming.
+const RECOVERY: Duration = Duration::from_secs(5);
+/// How long the healed cluster may take to be whole again.
+const HEALED_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one final read may take.
+const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub duration: Duration,
+    pub nemeses: Vec<Nemesis>,
+    pub seed: u64,
+    pub nodes: u64,
+    pub containers: bool,
+    /// The node image for `containers`.
+    pub image: String,
+    pub report_dir: PathBuf,
+    /// The `tributary` binary the nodes run.
+    pub binary: PathBuf,
+    pub producers: u64,
+    /// Records per second per producer.
+    pub rate: u32,
+    pub shards: u32,
+    pub schedule: Schedule,
+    /// DELIBERATELY BROKEN nodes that acknowledge before commit (to show the checker works).
+    pub ack_before_commit: bool,
+    /// The command line, for the report.
+    pub command: String,
+}
+
+/// Runs the whole thing and writes the report; the summary says whether every property held.
+pub async fn run(config: RunConfig) -> anyhow::Result<Summary> {
+    let mut node_args = Vec::new();
+    if config.ack_before_commit {
+        node_args.push("--fault-ack-before-commit".to_string());
+    }
+    if config.containers {
+        docker_available()
+            .await
+            .map_err(|why| anyhow::anyhow!("--containers needs a Docker engine: {why}"))?;
+        if config.ack_before_commit {
+            node_args.insert(0, "--fault-injection".to_string());
+        }
+        let options = ContainerOptions {
+            image: config.image.clone(),
+            nodes: config.nodes,
+            azs: 3,
+            metadata_voters_opt: Some(3),
+            node_args,
+        };
+        let mut cluster = ContainerCluster::start(options)
+            .await
+            .context("starting the container cluster")?;
+        run_on(&mut cluster, &config).await
+    } else {
+        let options = ClusterOptions {
+            nodes: config.nodes,
+            azs: 3,
+            metadata_voters_opt: Some(3),
+            node_args,
+            fault_injection: true,
+        };
+        let mut cluster = Cluster::start(&config.binary, options)
+            .await
+            .context("starting the cluster")?;
+        run_on(&mut cluster, &config).await
+    }
+}
+
+async fn run_on<C: ClusterControl>(cluster: &mut C, config: &RunConfig) -> anyhow::Result<Summary> {
+    let history = match drive(cluster, config).await {
+        Ok(history) => history,
+        Err(error) => bail!("{error:#}\n{}", cluster.logs()),
+    };
+    let verdict = checker::check(&history);
+    let windows = crate::availability::windows(&history);
+    let summary = report::summarize(RunFacts {
+        history: &history,
+        verdict: &verdict,
+        windows,
+        seed: config.seed,
+        duration_s: config.duration.as_secs(),
+        nodes: config.nodes,
+        nemesis: config
+            .nemeses
+            .iter()
+            .map(|n| n.name().to_string())
+            .collect(),
+        command: config.command.clone(),
+    });
+    report::write(&config.report_dir, &summary, &history)?;
+    if !summary.passed {
+        std::fs::write(config.report_dir.join("nodes.log"), cluster.logs())?;
+    }
+    Ok(summary)
+}
+
+/// A client over every node, starting at node `first` (so clients spread their calls).
+fn client_from<C: ClusterControl>(cluster: &C, first: usize) -> Client {
+    let mut endpoints: Vec<String> = cluster
+        .node_ids()
+        .into_iter()
+        .map(|id| cluster.endpoint_of(id))
+        .collect();
+    let shift = first % endpoints.len();
+    endpoints.rotate_left(shift);
+    Client::new(&endpoints)
+        .expect("valid endpoints")
+        .with_call_timeout(CALL_TIMEOUT)
+}
+
+async fn drive<C: ClusterControl>(cluster: &mut C, config: &RunConfig) -> anyhow::Result<History> {
+    let admin = cluster.client();
+    admin
+        .create_stream(STREAM, config.shards, None)
+        .await
+        .context("creating the stream")?;
+    admin
+        .wait_for_active(STREAM, Duration::from_secs(30))
+        .await
+        .context("waiting for the stream")?;
+    let shards: Vec<String> = admin
+        .describe_stream(STREAM)
+        .await?
+        .shards
+        .into_iter()
+        .map(|shard| shard.shard_id)
+        .collect();
+
+    let clock = Clock::start();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let interval = Duration::from_secs_f64(1.0 / f64::from(config.rate.max(1)));
+    let producers: Vec<_> = (1..=config.producers)
+        .map(|id| {
+            let producer = Producer {
+                id,
+                // Even producers put idempotently, odd ones plainly (Kinesis' way).
+                idempotent_id_opt: id.is_multiple_of(2).then_some(1000 + id),
+                interval,
+            };
+            tokio::spawn(workload::produce(
+                client_from(cluster, id as usize),
+                STREAM.to_string(),
+                producer,
+                clock,
+                stop_rx.clone(),
+            ))
+        })
+        .collect();
+    let readers: Vec<_> = shards
+        .iter()
+        .enumerate()
+        .map(|(index, shard)| {
+            tokio::spawn(workload::follow(
+                client_from(cluster, index),
+                STREAM.to_string(),
+                shard.clone(),
+                format!("live reader of {shard}"),
+                stop_rx.clone(),
+            ))
+        })
+        .collect();
+
+    let mut nemeses = Nemeses::new(
+        cluster,
+        STREAM.to_string(),
+        config.nemeses.clone(),
+        config.schedule,
+        StdRng::seed_from_u64(config.seed),
+        clock,
+    );
+    let faults = nemeses.run(config.duration).await;
+    // Whatever happened, leave nothing broken.
+    let healed = nemeses.heal().await;
+    let faults = faults?;
+    healed?;
+    cluster.wait_ready().await.context("the healed cluster")?;
+    tokio::time::sleep(RECOVERY).await;
+    let _ = stop_tx.send(true);
+
+    let mut history = History {
+        faults,
+        ..History::default()
+    };
+    for producer in producers {
+        history.puts.extend(producer.await?);
+    }
+    for reader in readers {
+        history.live_reads.push(reader.await?);
+    }
+    history.puts.sort_by_key(|op| op.invoked_ms);
+    final_reads(cluster, &shards, &mut history).await?;
+    Ok(history)
+}
+
+/// Reads every shard through every node, up to the highest sequence number anyone
+/// acknowledged or any replica holds.
+async fn final_reads<C: ClusterControl>(
+    cluster: &C,
+    shards: &[String],
+    history: &mut History,
+) -> anyhow::Result<()> {
+    for shard in shards {
+        let mut target_opt = history
+            .puts
+            .iter()
+            .filter_map(|op| match &op.outcome {
+                Outcome::Ok { shard: s, sequence } if s == shard => sequence_value(sequence),
+                _ => None,
+            })
+            .max();
+        for id in cluster.node_ids() {
+            let client = cluster.client_of(id);
+            let latest_opt = wait_until(
+                HEALED_TIMEOUT,
+                &format!("node {id} to describe stream {STREAM}"),
+                || {
+                    let client = client.clone();
+                    async move {
+                        let description = client
+                            .describe_stream(STREAM)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        Ok(description
+                            .shards
+                            .iter()
+                            .find(|s| &s.shard_id == shard)
+                            .and_then(|s| s.latest_sequence_number.as_deref())
+                            .and_then(sequence_value))
+                    }
+                },
+            )
+            .await?;
+            target_opt = target_opt.max(latest_opt);
+        }
+        for id in cluster.node_ids() {
+            let log = workload::read_to_end(
+                &cluster.client_of(id).with_call_timeout(CALL_TIMEOUT),
+                STREAM,
+                shard,
+                format!("final read via node {id}"),
+                target_opt,
+                FINAL_READ_TIMEOUT,
+            )
+            .await;
+            history.final_reads.push(log);
+        }
+    }
+    Ok(())
+}
