@@ -351,6 +351,16 @@ pub struct Worker<F: ProcessorFactory> {
     shutdown: watch::Receiver<bool>,
 }
 
+impl<F: ProcessorFactory> Drop for Worker<F> {
+    /// A worker dropped without a graceful shutdown (its `run` cancelled) stops its shard
+    /// processors at once: they never outlive it, and its leases expire as after a crash.
+    fn drop(&mut self) {
+        for running in self.running.values() {
+            running.task.abort();
+        }
+    }
+}
+
 impl<F: ProcessorFactory> Worker<F> {
     pub fn new(client: Client, config: WorkerConfig, factory: F) -> Worker<F> {
         Worker {
@@ -400,7 +410,9 @@ impl<F: ProcessorFactory> Worker<F> {
                     next_take = Instant::now() + self.config.take_interval();
                 }
                 _ = renew.tick() => self.renew_all().await,
-                _ = shutdown.wait_for(|stop| *stop) => {
+                // The guard wait_for returns is not Send: drop it inside, so that a worker's
+                // run() can be spawned on a multi-threaded runtime.
+                _ = async { drop(shutdown.wait_for(|stop| *stop).await) } => {
                     self.shut_down().await;
                     return Ok(());
                 }
