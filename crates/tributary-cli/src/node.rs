@@ -32,6 +32,10 @@ pub struct NodeArgs {
     /// The initial metadata voters, id=host:port,... (ignored once the data dir is initialized).
     #[arg(long, env = "TRIBUTARY_PEERS")]
     peers: Option<String>,
+    /// Join a running cluster through any of its nodes (host:port) instead of --peers. The
+    /// node id must be new to the cluster (never the id of a removed or wiped node).
+    #[arg(long, env = "TRIBUTARY_JOIN")]
+    join: Option<String>,
     /// Serve GET /health and GET /metrics here.
     #[arg(long, env = "TRIBUTARY_HTTP_LISTEN")]
     http_listen: Option<String>,
@@ -96,6 +100,7 @@ fn build_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
         advertise: args.advertise.or(file.advertise).unwrap_or(listen_text),
         data_dir,
         peers,
+        join_opt: args.join,
         http_listen_opt,
         cluster_name: file.cluster_name.unwrap_or_else(|| "tributary".to_string()),
         write_timeout: Duration::from_millis(

@@ -105,3 +105,61 @@ async fn six_nodes_spread_replicas_and_leaders() {
     let (acked, failed) = put_records(&survivors, "avoids-down", "live", 60).await;
     assert!(failed.is_empty() && acked.len() == 60, "{failed:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_joins_through_any_node_and_takes_replicas_of_new_streams() {
+    let mut cluster = start_cluster(3, 3).await;
+    let joined = cluster.join_node("az-1", 2).unwrap();
+    cluster
+        .wait_ready()
+        .await
+        .expect("the joined node registers");
+
+    // Placement now spreads new shards over four nodes.
+    let client = cluster.client();
+    client.create_stream("grown", 8, None).await.unwrap();
+    wait_for_leaders(&cluster, "grown").await;
+    let description = client.describe_stream("grown").await.unwrap();
+    let on_joined = description
+        .shards
+        .iter()
+        .filter(|s| s.replicas.iter().any(|r| r.node_id == joined))
+        .count();
+    assert!(
+        on_joined > 0,
+        "node {joined} holds no replica: {description:?}"
+    );
+    let via_joined = cluster.client_of(joined);
+    let entry = tributary_client::v1::PutRecordsRequestEntry {
+        data: b"through the new node".to_vec().into(),
+        partition_key: "k".to_string(),
+        explicit_hash_key: None,
+    };
+    let put = via_joined.put_records("grown", vec![entry]).await.unwrap();
+    assert_eq!(put.failed_record_count, 0, "{put:?}");
+
+    // An id the cluster knows is refused, even with a fresh data dir: a wiped node comes back
+    // under a new id.
+    let dir = tempfile::tempdir().unwrap();
+    let refused = std::process::Command::new(BINARY)
+        .args([
+            "node",
+            "--id",
+            "2",
+            "--az",
+            "az-2",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--join", &cluster.node(1).address])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let message = stderr(&refused);
+    assert!(
+        message.contains("node id 2 is already known to the cluster"),
+        "{message}"
+    );
+}

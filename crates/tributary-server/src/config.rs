@@ -42,6 +42,9 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// The initial metadata voters, used only when the data dir is new.
     pub peers: BTreeMap<NodeId, String>,
+    /// Any node of a running cluster, for a new node joining it (instead of `peers`): the node
+    /// learns the cluster's members from it when its data dir is new.
+    pub join_opt: Option<String>,
     pub http_listen_opt: Option<SocketAddr>,
     pub cluster_name: String,
     pub write_timeout: Duration,
@@ -127,6 +130,9 @@ impl NodeConfig {
         }
         if self.scaling_window < Duration::from_secs(1) {
             bail!("--scaling-window-ms must be at least 1000");
+        }
+        if self.join_opt.is_some() && !self.peers.is_empty() {
+            bail!("--join and --peers exclude each other: a joining node learns its peers");
         }
         if self.retention_hour_ms == 0 {
             bail!("--retention-hour-ms must be positive");

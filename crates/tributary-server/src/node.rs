@@ -123,8 +123,13 @@ impl Node {
     /// Starts a node: storage, metadata group, gRPC and HTTP listeners, background tasks.
     pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         config.validate()?;
+        let mut config = config;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        let new_data_dir = !config.data_dir.join(IDENTITY_FILE).exists();
+        if new_data_dir && let Some(contact) = config.join_opt.clone() {
+            config.peers = join_contacts(&contact, config.id).await?;
+        }
         let fresh = check_identity(&config)?;
         let store = Store::open(&config.data_dir.join("db")).context("opening RocksDB")?;
         let router = PeerRouter::default();
@@ -253,7 +258,7 @@ impl RunningNode {
 
 /// Records which node owns the data dir; returns whether it is new.
 fn check_identity(config: &NodeConfig) -> anyhow::Result<bool> {
-    let path = config.data_dir.join("identity.json");
+    let path = config.data_dir.join(IDENTITY_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => {
             let identity: Identity =
@@ -278,6 +283,53 @@ fn check_identity(config: &NodeConfig) -> anyhow::Result<bool> {
         }
         Err(error) => Err(error).context("reading identity.json"),
     }
+}
+
+/// Where a data dir records whose it is.
+const IDENTITY_FILE: &str = "identity.json";
+/// How long a joining node keeps asking its contact for the cluster's members.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A joining node's contacts: every registered node, learned from `contact`'s cluster status
+/// once it sees a metadata leader. Refuses an id the cluster already knows: a node whose data
+/// was wiped (or that was removed) comes back under a new id.
+async fn join_contacts(contact: &str, id: NodeId) -> anyhow::Result<BTreeMap<NodeId, String>> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{contact}"))
+        .with_context(|| format!("--join {contact} is not host:port"))?
+        .connect_timeout(tributary_raft::network::CONNECT_TIMEOUT);
+    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    let mut client = TributaryClient::new(endpoint.connect_lazy());
+    let status = loop {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(2),
+            client.cluster_status(tributary_proto::v1::ClusterStatusRequest {}),
+        )
+        .await;
+        let last = match answer {
+            Ok(Ok(reply)) if reply.get_ref().metadata_leader.is_some() => break reply.into_inner(),
+            Ok(Ok(_)) => "it sees no metadata leader".to_string(),
+            Ok(Err(status)) => status.message().to_string(),
+            Err(_) => "no answer within 2 s".to_string(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            bail!("could not join through {contact} within {JOIN_TIMEOUT:?}: {last}");
+        }
+        tracing::info!(%contact, %last, "waiting to join the cluster");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    if let Some(known) = status.nodes.iter().find(|n| n.id == id) {
+        bail!(
+            "node id {id} is already known to the cluster (at {}, {}); a new or wiped node joins              under an id the cluster has never seen",
+            known.address,
+            known.az
+        );
+    }
+    tracing::info!(%contact, nodes = status.nodes.len(), "joining the cluster");
+    Ok(status
+        .nodes
+        .into_iter()
+        .map(|node| (node.id, node.address))
+        .collect())
 }
 
 /// Every initial voter initializes group 0 with the same membership; Raft elects one leader.

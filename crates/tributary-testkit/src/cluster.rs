@@ -56,6 +56,8 @@ pub struct NodeHandle {
     log_path: PathBuf,
     child_opt: Option<Child>,
     paused: bool,
+    /// Started with `--join` this address instead of `--peers` (see [`Cluster::join_node`]).
+    join_opt: Option<String>,
 }
 
 impl NodeHandle {
@@ -139,6 +141,7 @@ impl Cluster {
                 log_path: dir.path().join(format!("node-{id}.log")),
                 child_opt: None,
                 paused: false,
+                join_opt: None,
             });
         }
         let voters = options.metadata_voters_opt.unwrap_or(options.nodes);
@@ -232,6 +235,10 @@ impl Cluster {
         if node.child_opt.is_some() {
             bail!("node {id} is already running");
         }
+        let contact = match &node.join_opt {
+            Some(address) => ["--join", address.as_str()],
+            None => ["--peers", peers.as_str()],
+        };
         let log = File::options()
             .create(true)
             .append(true)
@@ -248,7 +255,8 @@ impl Cluster {
             ])
             .arg("--data-dir")
             .arg(&node.data_dir)
-            .args(["--peers", &peers, "--http-listen", &node.http_address])
+            .args(contact)
+            .args(["--http-listen", &node.http_address])
             .args(&node_args)
             .env(
                 "RUST_LOG",
@@ -262,6 +270,26 @@ impl Cluster {
             .with_context(|| format!("starting node {id}"))?;
         node.child_opt = Some(child);
         Ok(())
+    }
+
+    /// Starts a new node in `az` with the next free id that joins the running cluster through
+    /// node `contact` (`--join`); returns its id.
+    pub fn join_node(&mut self, az: &str, contact: u64) -> anyhow::Result<u64> {
+        let id = self.nodes.len() as u64 + 1;
+        let join = self.node(contact).address.clone();
+        self.nodes.push(NodeHandle {
+            id,
+            az: az.to_string(),
+            address: format!("127.0.0.1:{}", free_port()?),
+            http_address: format!("127.0.0.1:{}", free_port()?),
+            data_dir: self.dir.path().join(format!("node-{id}")),
+            log_path: self.dir.path().join(format!("node-{id}.log")),
+            child_opt: None,
+            paused: false,
+            join_opt: Some(join),
+        });
+        self.start_node(id)?;
+        Ok(id)
     }
 
     /// SIGKILL: the node dies at once, as in a crash.
