@@ -96,6 +96,28 @@ pub struct FaultEvent {
     pub end_ms: Millis,
 }
 
+/// A consumer worker's checkpoint attempt (after each processed batch).
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointOp {
+    pub worker: String,
+    pub shard: String,
+    pub sequence: String,
+    pub invoked_ms: Millis,
+    pub completed_ms: Millis,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+/// One lease as a scan of the lease table saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaseObservation {
+    pub at_ms: Millis,
+    pub shard: String,
+    pub owner_opt: Option<String>,
+    pub counter: u64,
+    pub checkpoint_opt: Option<String>,
+}
+
 /// A whole run's history.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct History {
@@ -103,6 +125,8 @@ pub struct History {
     pub live_reads: Vec<ReadLog>,
     pub final_reads: Vec<ReadLog>,
     pub faults: Vec<FaultEvent>,
+    pub checkpoints: Vec<CheckpointOp>,
+    pub leases: Vec<LeaseObservation>,
 }
 
 /// The record a producer writes: self-describing, so a reader knows who wrote it and which of

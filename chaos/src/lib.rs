@@ -5,6 +5,7 @@
 
 pub mod availability;
 pub mod checker;
+pub mod consumers;
 pub mod history;
 pub mod nemesis;
 pub mod report;

@@ -3,6 +3,7 @@
 //! node, check, report.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -15,11 +16,11 @@ use tributary_testkit::{
     wait_until,
 };
 
-use crate::checker;
 use crate::history::{Clock, History, Outcome, sequence_value};
 use crate::nemesis::{Nemeses, Nemesis, Schedule};
 use crate::report::{self, RunFacts, Summary};
 use crate::workload::{self, Producer};
+use crate::{checker, consumers};
 
 /// The stream the workload writes.
 const STREAM: &str = "chaos";
@@ -30,6 +31,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const RECOVERY: Duration = Duration::from_secs(5);
 /// How long the healed cluster may take to be whole again.
 const HEALED_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a consumer worker may take to stop (its processors' final checkpoints).
+const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one final read may take.
 const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -189,6 +192,22 @@ async fn drive<C: ClusterControl>(cluster: &mut C, config: &RunConfig) -> anyhow
         })
         .collect();
 
+    let recorded = Arc::new(Mutex::new(consumers::Recorded::default()));
+    let workers = consumers::spawn_workers(
+        (0..consumers::WORKERS)
+            .map(|index| client_from(cluster, index + 1))
+            .collect(),
+        STREAM,
+        clock,
+        recorded.clone(),
+        stop_rx.clone(),
+    );
+    let monitor = tokio::spawn(consumers::monitor(
+        client_from(cluster, 0),
+        clock,
+        stop_rx.clone(),
+    ));
+
     let mut nemeses = Nemeses::new(
         cluster,
         STREAM.to_string(),
@@ -216,6 +235,18 @@ async fn drive<C: ClusterControl>(cluster: &mut C, config: &RunConfig) -> anyhow
     for reader in readers {
         history.live_reads.push(reader.await?);
     }
+    for worker in workers {
+        tokio::time::timeout(WORKER_STOP_TIMEOUT, worker)
+            .await
+            .context("a consumer worker did not stop")??;
+    }
+    history.leases = monitor.await?;
+    history.checkpoints = std::mem::take(
+        &mut recorded
+            .lock()
+            .expect("recording lock poisoned")
+            .checkpoints,
+    );
     history.puts.sort_by_key(|op| op.invoked_ms);
     final_reads(cluster, &shards, &mut history).await?;
     Ok(history)

@@ -191,3 +191,43 @@ async fn a_short_chaos_run_on_six_containers_holds_every_property() {
             .unwrap();
     assert_eq!(summary["lost"], 0);
 }
+
+#[test]
+fn the_compose_file_is_valid_and_spreads_six_nodes_over_three_azs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let compose = root.join("cluster/compose.yaml");
+    let output = match Command::new("docker-compose")
+        .arg("-f")
+        .arg(&compose)
+        .args(["config"])
+        .output()
+    {
+        Ok(output) => output,
+        Err(error) => {
+            println!("SKIPPED: no docker-compose here ({error}); compose.yaml was not checked");
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "docker-compose rejects compose.yaml: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for id in 1..=6 {
+        assert!(
+            text.contains(&format!("  node{id}:")),
+            "node{id} missing:\n{text}"
+        );
+        let volume = format!("node{id}-data:/data");
+        assert!(
+            text.contains(&volume),
+            "node{id}'s data is not on a volume:\n{text}"
+        );
+    }
+    for az in ["az-1", "az-2", "az-3"] {
+        let nodes = text.matches(&format!("tributary.az: {az}")).count();
+        assert_eq!(nodes, 2, "{az} should hold two nodes:\n{text}");
+    }
+    assert_eq!(text.matches("healthcheck:").count(), 6, "{text}");
+}

@@ -1,8 +1,10 @@
 //! The checker: one module per property, each reading only the [`History`]. A property lists
 //! its violations with a few examples; the run passes only when every list is empty.
 
+mod checkpoints;
 mod duplicates;
 mod key_order;
+mod leases;
 mod lost;
 mod order;
 mod phantom;
@@ -124,6 +126,8 @@ pub fn check(history: &History) -> Verdict {
             phantom::check(&facts),
             duplicates_result,
             key_order::check(&facts),
+            checkpoints::check(&facts),
+            leases::check(&facts),
         ],
         lost,
         duplicates,
