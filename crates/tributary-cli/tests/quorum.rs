@@ -524,3 +524,47 @@ async fn a_node_down_during_delete_drops_the_stream_data_when_back() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_node_is_cut_off_moves_to_the_majority_side() {
+    let options = ClusterOptions {
+        fault_injection: true,
+        ..ClusterOptions::default()
+    };
+    let mut cluster = Cluster::start(BINARY, options).await.unwrap();
+    let client = cluster.client();
+    client.create_stream("moving", 1, None).await.unwrap();
+    let leaders = wait_for_leaders(&cluster, "moving").await;
+    let leader = leaders["shardId-000000000000"];
+    // Clients reach every node, but the shard's leader is alone: it can commit nothing.
+    cluster.partition(&[leader]).await.unwrap();
+    let endpoints: Vec<String> = std::iter::once(leader)
+        .chain((1..=3).filter(|id| *id != leader))
+        .map(|id| cluster.node(id).address.clone())
+        .collect();
+    let pinned = Client::new(&endpoints).unwrap();
+    let entry = |data: &str| v1::PutRecordsRequestEntry {
+        data: Bytes::copy_from_slice(data.as_bytes()),
+        partition_key: data.to_string(),
+        explicit_hash_key: None,
+    };
+    let first = pinned.put_records("moving", vec![entry("first")]).await;
+    let code = match &first {
+        Ok(response) => response.records[0].error_code.clone().unwrap_or_default(),
+        Err(error) => error.code().to_string(),
+    };
+    assert_eq!(code, "WRITE_QUORUM_UNAVAILABLE", "{first:?}");
+    // The caller retries; the client now starts at another node, on the majority side.
+    let retried = wait_until(Duration::from_secs(10), "a retried put to succeed", || {
+        let pinned = pinned.clone();
+        async move {
+            match pinned.put_records("moving", vec![entry("retried")]).await {
+                Ok(response) if response.failed_record_count == 0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    cluster.heal().await.unwrap();
+    retried.unwrap();
+}

@@ -139,7 +139,8 @@ impl Client {
     }
 
     /// Runs `call(endpoint index)` from the current endpoint on, moving to the next while one is
-    /// unreachable or silent; an endpoint that answers (even with an error) becomes current.
+    /// unreachable or silent; an endpoint that answers (even with an error) becomes current,
+    /// unless it answered WRITE_QUORUM_UNAVAILABLE: then the next one does.
     async fn failover<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
     where
         F: Fn(usize) -> Fut,
@@ -159,8 +160,18 @@ impl Client {
                     failures.push(format!("{address}: {}", status.message()))
                 }
                 Ok(Err(status)) => {
-                    self.current.store(index, Ordering::Relaxed);
-                    return Err(ClientError::Api(error_from_status(&status)));
+                    let error = error_from_status(&status);
+                    // A node cut off from the rest answers every write with
+                    // WRITE_QUORUM_UNAVAILABLE: the next call starts at the next endpoint, so
+                    // a caller's retry reaches the majority side. (Where the majority is truly
+                    // down, every endpoint answers the same.)
+                    let next = if error.code == ErrorCode::WriteQuorumUnavailable {
+                        (index + 1) % self.endpoints.len()
+                    } else {
+                        index
+                    };
+                    self.current.store(next, Ordering::Relaxed);
+                    return Err(ClientError::Api(error));
                 }
                 Err(_) => failures.push(format!(
                     "{address}: no answer within {:?}",
@@ -790,8 +801,30 @@ impl Client {
         &self,
         request: v1::PutRecordsRequest,
     ) -> Result<v1::PutRecordsResponse, ClientError> {
-        self.unary(request, |mut c, r| async move { c.put_records(r).await })
-            .await
+        let response = self
+            .unary(request, |mut c, r| async move { c.put_records(r).await })
+            .await?;
+        // Records refused for want of a quorum: as for a whole call refused so, the next call
+        // starts at the next endpoint (the answering node may be the one cut off).
+        let quorum = ErrorCode::WriteQuorumUnavailable.as_str();
+        if response
+            .records
+            .iter()
+            .any(|r| r.error_code.as_deref() == Some(quorum))
+        {
+            self.move_past_current();
+        }
+        Ok(response)
+    }
+
+    /// Makes the endpoint after the current one current.
+    fn move_past_current(&self) {
+        let count = self.endpoints.len();
+        let _ = self
+            .current
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |current| {
+                Some((current + 1) % count)
+            });
     }
 
     pub async fn get_shard_iterator(
