@@ -18,7 +18,7 @@ struct Args {
     #[arg(long)]
     duration: u64,
     /// Faults to inject, comma-separated: kill, pause, partition, az, majority, and the
-    /// choreographies kill-repeat and laggards.
+    /// choreographies isolate-leader, pause-leader, kill-repeat and laggards.
     #[arg(long, value_delimiter = ',', required = true)]
     nemesis: Vec<Nemesis>,
     /// Seed of the fault schedule (default: the clock; the report records it).

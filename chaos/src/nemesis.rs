@@ -27,6 +27,10 @@ pub enum Nemesis {
     Az,
     /// A majority of the nodes down or split apart: affected shards must refuse writes fast.
     Majority,
+    /// Choreography: cut a shard leader off in a minority while writes continue, then heal.
+    IsolateLeader,
+    /// Choreography: freeze a shard leader past the election timeout, then resume it.
+    PauseLeader,
     /// Choreography: kill a shard's leader and restart it at once, three times in a row.
     KillRepeat,
     /// Choreography: kill a replica so it lags, kill an up-to-date one, restart the laggard so
@@ -35,12 +39,14 @@ pub enum Nemesis {
 }
 
 impl Nemesis {
-    pub const ALL: [Nemesis; 7] = [
+    pub const ALL: [Nemesis; 9] = [
         Nemesis::Kill,
         Nemesis::Pause,
         Nemesis::Partition,
         Nemesis::Az,
         Nemesis::Majority,
+        Nemesis::IsolateLeader,
+        Nemesis::PauseLeader,
         Nemesis::KillRepeat,
         Nemesis::Laggards,
     ];
@@ -52,6 +58,8 @@ impl Nemesis {
             Nemesis::Partition => "partition",
             Nemesis::Az => "az",
             Nemesis::Majority => "majority",
+            Nemesis::IsolateLeader => "isolate-leader",
+            Nemesis::PauseLeader => "pause-leader",
             Nemesis::KillRepeat => "kill-repeat",
             Nemesis::Laggards => "laggards",
         }
@@ -324,6 +332,16 @@ impl<'a, C: ClusterControl> Nemeses<'a, C> {
                         true,
                     )
                 }
+            }
+            Nemesis::IsolateLeader => {
+                let id = self.some_leader().await;
+                self.partition(&[id]).await?;
+                (format!("cut shard leader {id} off"), vec![id], false)
+            }
+            Nemesis::PauseLeader => {
+                let id = self.some_leader().await;
+                self.pause(id).await?;
+                (format!("paused shard leader {id}"), vec![id], false)
             }
             Nemesis::KillRepeat => {
                 let mut killed = Vec::new();

@@ -54,11 +54,13 @@ fn chaos(args: &[&str]) -> (Option<i32>, Value, String) {
 fn a_short_run_of_every_nemesis_holds_every_property() {
     let (code, summary, output) = chaos(&[
         "--duration",
-        "75",
+        "90",
         "--nemesis",
-        "kill,pause,partition,az,majority,kill-repeat,laggards",
+        "kill,pause,partition,az,majority,isolate-leader,pause-leader,kill-repeat,laggards",
         "--seed",
         "20261202",
+        "--max-fault-s",
+        "5",
     ]);
     println!("{output}");
     for key in [
