@@ -40,6 +40,7 @@ pub struct Summary {
     pub duration_s: u64,
     pub nodes: u64,
     pub nemesis: Vec<String>,
+    /// Records in the stream after heal (the longest final read of each shard, summed).
     pub records_read: usize,
     pub properties: Vec<PropertyResult>,
     pub windows: Vec<Window>,
@@ -85,13 +86,14 @@ pub fn summarize(facts: RunFacts) -> Summary {
         duration_s: facts.duration_s,
         nodes: facts.nodes,
         nemesis: facts.nemesis,
-        records_read: facts
-            .history
-            .final_reads
-            .iter()
-            .map(|log| log.records.len())
-            .max()
-            .unwrap_or(0),
+        records_read: {
+            let mut per_shard = std::collections::BTreeMap::new();
+            for log in &facts.history.final_reads {
+                let longest = per_shard.entry(log.shard.as_str()).or_insert(0);
+                *longest = (*longest).max(log.records.len());
+            }
+            per_shard.values().sum()
+        },
         properties: facts.verdict.properties.clone(),
         windows: facts.windows,
         command: facts.command,
