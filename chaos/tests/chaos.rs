@@ -2,25 +2,14 @@
 //! every property, the quorum scenarios must hold, and a deliberately broken node (acknowledging
 //! before commit) must make the checker fail.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
+use common::{CHAOS, tributary_binary};
 use serde_json::Value;
 use tributary_chaos::scenarios::{AZ_DOWN_RESUME_LIMIT, quorum_scenarios};
 use tributary_testkit::{Cluster, ClusterOptions};
-
-const CHAOS: &str = env!("CARGO_BIN_EXE_tributary-chaos");
-
-/// The node binary, built beside this one by the workspace's tests.
-fn tributary_binary() -> PathBuf {
-    let binary = Path::new(CHAOS).with_file_name("tributary");
-    assert!(
-        binary.exists(),
-        "{} is missing: build it with `cargo build --release -p tributary-cli`",
-        binary.display()
-    );
-    binary
-}
 
 /// Runs `tributary-chaos` with `args`; returns its exit code and summary.json.
 fn chaos(args: &[&str]) -> (Option<i32>, Value, String) {

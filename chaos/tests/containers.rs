@@ -2,28 +2,20 @@
 //! handle (kill, stop, start, pause, resume, partition, heal), the quorum scenarios and a short
 //! chaos run. Where no Docker engine answers, each test says it was skipped and why.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::{CHAOS, tributary_binary};
 use tributary_chaos::scenarios::{AZ_DOWN_RESUME_LIMIT, quorum_scenarios};
 use tributary_testkit::{
     ClusterControl, ContainerCluster, ContainerOptions, docker_available, wait_until,
 };
 
-const CHAOS: &str = env!("CARGO_BIN_EXE_tributary-chaos");
 /// The tag these tests build (never the user's `tributary:dev`).
 const IMAGE: &str = "tributary:chaos-test";
-
-fn tributary_binary() -> PathBuf {
-    let binary = Path::new(CHAOS).with_file_name("tributary");
-    assert!(
-        binary.exists(),
-        "{} is missing: build it with `cargo build --release -p tributary-cli`",
-        binary.display()
-    );
-    binary
-}
 
 /// Builds the image from the binary under test; `false` (after saying why) without Docker.
 async fn image_ready() -> bool {

@@ -101,6 +101,14 @@ impl<'a> Facts<'a> {
         }
     }
 
+    /// Every read: the live readers' and the final ones.
+    pub fn all_reads(&self) -> impl Iterator<Item = &'a crate::history::ReadLog> {
+        self.history
+            .live_reads
+            .iter()
+            .chain(&self.history.final_reads)
+    }
+
     /// Every final-read record with its shard, decoded as (producer, counter) where it parses.
     pub fn final_records(&self) -> impl Iterator<Item = (&str, &ReadRecord, Option<(u64, u64)>)> {
         self.final_reads.iter().flat_map(|(shard, records)| {

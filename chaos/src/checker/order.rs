@@ -11,12 +11,7 @@ pub(crate) fn check(facts: &Facts) -> PropertyResult {
         "each shard reads in strictly increasing sequence order, every reader sees the same \
          records in the same order (no skipped or backwards reads)",
     );
-    let logs = facts
-        .history
-        .live_reads
-        .iter()
-        .chain(&facts.history.final_reads);
-    for log in logs {
+    for log in facts.all_reads() {
         let mut previous_opt: Option<u128> = None;
         for record in &log.records {
             let Some(value) = sequence_value(&record.sequence) else {

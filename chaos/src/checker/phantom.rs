@@ -9,12 +9,7 @@ pub(crate) fn check(facts: &Facts) -> PropertyResult {
         "no_phantom_reads",
         "every record read was put by a producer, and none whose puts all definitely failed",
     );
-    let logs = facts
-        .history
-        .live_reads
-        .iter()
-        .chain(&facts.history.final_reads);
-    for log in logs {
+    for log in facts.all_reads() {
         for record in &log.records {
             let Some(id) = parse_record_data(&record.data) else {
                 result.violation(format!(

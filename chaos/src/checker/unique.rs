@@ -10,12 +10,7 @@ pub(crate) fn check(facts: &Facts) -> PropertyResult {
         "no two reads return different records at one sequence number of a shard",
     );
     let mut seen: BTreeMap<(&str, &str), (&str, &str)> = BTreeMap::new();
-    let logs = facts
-        .history
-        .live_reads
-        .iter()
-        .chain(&facts.history.final_reads);
-    for log in logs {
+    for log in facts.all_reads() {
         for record in &log.records {
             let key = (log.shard.as_str(), record.sequence.as_str());
             match seen.get(&key) {
