@@ -103,7 +103,12 @@ impl Node {
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
             .map_err(|e| Error::internal(format!("bad node address {address}: {e}")))?
             .connect_timeout(tributary_raft::network::CONNECT_TIMEOUT)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // As on Raft channels: a connection into a partition (or to an address the peer
+            // no longer has) is noticed and replaced instead of failing every call forever.
+            .http2_keep_alive_interval(tributary_raft::network::KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(tributary_raft::network::KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
         let client = TributaryClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(MAX_PUBLIC_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_PUBLIC_MESSAGE_BYTES);
