@@ -10,8 +10,22 @@ use crate::output::{print_json, print_table};
 
 #[derive(clap::Subcommand)]
 pub enum ClusterCommand {
-    /// Nodes (id, AZ, address, alive) and the metadata leader.
+    /// Nodes (id, AZ, address, alive, replicas, roles), the metadata leader and replica moves
+    /// under way.
     Status,
+    /// Decommission a node: its replicas move to other nodes (same AZ first; every shard keeps
+    /// its replicas in distinct AZs and its majority), then it leaves the cluster for good. Waits
+    /// until it has left; stop the node afterwards.
+    RemoveNode {
+        /// The node's id.
+        id: u64,
+        /// Return once the removal is accepted, with replicas still moving.
+        #[arg(long)]
+        no_wait: bool,
+        /// Give up waiting after this many seconds (the removal carries on).
+        #[arg(long, default_value_t = 3600)]
+        timeout_s: u64,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -123,40 +137,119 @@ pub async fn run_cluster(command: ClusterCommand, args: &ClientArgs) -> anyhow::
         ClusterCommand::Status => {
             let status = client.cluster_status().await?;
             if args.json {
-                let nodes: Vec<Value> = status
-                    .nodes
-                    .iter()
-                    .map(
-                        |n| json!({"id": n.id, "az": n.az, "address": n.address, "alive": n.alive}),
-                    )
-                    .collect();
-                print_json(
-                    &json!({"nodes": nodes, "metadata_leader": status.metadata_leader, "answered_by": status.answered_by}),
-                );
+                print_json(&status_json(&status));
             } else {
-                let rows: Vec<Vec<String>> = status
-                    .nodes
-                    .iter()
-                    .map(|n| {
-                        let leader = if status.metadata_leader == Some(n.id) {
-                            "metadata leader"
-                        } else {
-                            ""
-                        };
-                        vec![
-                            n.id.to_string(),
-                            n.az.clone(),
-                            n.address.clone(),
-                            alive_text(n.alive).to_string(),
-                            leader.to_string(),
-                        ]
-                    })
-                    .collect();
-                print_table(&["ID", "AZ", "ADDRESS", "STATE", "ROLE"], &rows);
+                print_status(&status);
+            }
+        }
+        ClusterCommand::RemoveNode {
+            id,
+            no_wait,
+            timeout_s,
+        } => {
+            let replicas_to_move = client.remove_node(id).await?;
+            if !args.json {
+                println!("Removing node {id}: {replicas_to_move} replicas to move");
+            }
+            if !no_wait {
+                let mut last_left = None;
+                let progress = |status: &v1::ClusterStatusResponse| {
+                    let left = status
+                        .nodes
+                        .iter()
+                        .find(|n| n.id == id)
+                        .map(|n| n.replica_count);
+                    if left != last_left && !args.json {
+                        let moving = status.moves.iter().filter(|m| m.from_node == id).count();
+                        if let Some(left) = left {
+                            eprintln!("node {id}: {left} replicas left, {moving} moving");
+                        }
+                    }
+                    last_left = left;
+                };
+                let timeout = std::time::Duration::from_secs(timeout_s);
+                client.wait_for_removed(id, timeout, progress).await?;
+                if !args.json {
+                    println!("Node {id} has left the cluster; stop it now");
+                }
+            }
+            if args.json {
+                print_json(
+                    &json!({"node_id": id, "replicas_to_move": replicas_to_move, "removed": !no_wait}),
+                );
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn status_json(status: &v1::ClusterStatusResponse) -> Value {
+    let nodes: Vec<Value> = status
+        .nodes
+        .iter()
+        .map(|n| {
+            json!({"id": n.id, "az": n.az, "address": n.address, "alive": n.alive,
+                "removing": n.removing, "metadata_voter": n.metadata_voter,
+                "replicas": n.replica_count})
+        })
+        .collect();
+    let moves: Vec<Value> = status
+        .moves
+        .iter()
+        .map(|m| {
+            json!({"stream": m.stream_name, "shard_id": m.shard_id, "from": m.from_node,
+                "to": m.to_node, "started_at_ms": m.started_at_ms})
+        })
+        .collect();
+    json!({"nodes": nodes, "metadata_leader": status.metadata_leader,
+        "answered_by": status.answered_by, "moves": moves,
+        "removed_nodes": status.removed_node_ids})
+}
+
+fn print_status(status: &v1::ClusterStatusResponse) {
+    let rows: Vec<Vec<String>> = status
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut roles = Vec::new();
+            if status.metadata_leader == Some(n.id) {
+                roles.push("metadata leader");
+            } else if n.metadata_voter {
+                roles.push("metadata voter");
+            }
+            if n.removing {
+                roles.push("removing");
+            }
+            vec![
+                n.id.to_string(),
+                n.az.clone(),
+                n.address.clone(),
+                alive_text(n.alive).to_string(),
+                n.replica_count.to_string(),
+                roles.join(", "),
+            ]
+        })
+        .collect();
+    print_table(&["ID", "AZ", "ADDRESS", "STATE", "REPLICAS", "ROLE"], &rows);
+    if !status.moves.is_empty() {
+        println!();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let rows: Vec<Vec<String>> = status
+            .moves
+            .iter()
+            .map(|m| {
+                let seconds = (now_ms - m.started_at_ms).max(0) / 1000;
+                vec![
+                    m.stream_name.clone(),
+                    m.shard_id.clone(),
+                    m.from_node.to_string(),
+                    m.to_node.to_string(),
+                    format!("{seconds}s"),
+                ]
+            })
+            .collect();
+        print_table(&["MOVING STREAM", "SHARD", "FROM", "TO", "FOR"], &rows);
+    }
 }
 
 fn alive_text(alive: bool) -> &'static str {

@@ -1,11 +1,13 @@
 //! Placement on a 6-node/3-AZ cluster: three replicas in three AZs per shard, replicas and
-//! leaders spread evenly.
+//! leaders spread evenly. Nodes joining, and nodes removed with their replicas moved.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use common::*;
+use tributary_testkit::wait_until;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn six_nodes_spread_replicas_and_leaders() {
@@ -161,5 +163,178 @@ async fn a_new_node_joins_through_any_node_and_takes_replicas_of_new_streams() {
     assert!(
         message.contains("node id 2 is already known to the cluster"),
         "{message}"
+    );
+}
+
+/// Records put through `client` in batches of 20 until `stop` is set; every put must succeed.
+async fn keep_writing(
+    client: tributary_client::Client,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (Vec<Acked>, Vec<String>) {
+    let (mut acked, mut failed) = (Vec::new(), Vec::new());
+    let mut round = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let (ok, bad) = put_records(&client, "moving", &format!("during-{round}"), 20).await;
+        acked.extend(ok);
+        failed.extend(bad);
+        round += 1;
+    }
+    (acked, failed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_node_moves_its_replicas_to_its_az_while_writes_go_on() {
+    let mut cluster = start_cluster(3, 3).await;
+    let via_2 = cluster.client_of(2);
+    via_2.create_stream("moving", 4, None).await.unwrap();
+    wait_for_leaders(&cluster, "moving").await;
+    let (mut acked, failed) = put_records(&via_2, "moving", "before", 200).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let joined = cluster.join_node("az-1", 2).unwrap();
+    cluster.wait_ready().await.expect("the new node registers");
+
+    // Removal is refused where it would break the AZ rule: node 2 is alone in az-2.
+    let refused = via_2.remove_node(2).await.unwrap_err();
+    assert_eq!(refused.code(), "RESOURCE_IN_USE", "{refused}");
+    let unknown = via_2.remove_node(99).await.unwrap_err();
+    assert_eq!(unknown.code(), "RESOURCE_NOT_FOUND", "{unknown}");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn(keep_writing(via_2.clone(), stop.clone()));
+
+    // With the new node frozen, node 1's replicas cannot move yet: the moves wait, and show.
+    cluster.pause(joined).unwrap();
+    let endpoint = cluster.node(2).address.clone();
+    let accepted = cli_json(
+        &cluster,
+        &[
+            "cluster",
+            "remove-node",
+            "1",
+            "--no-wait",
+            "--json",
+            "--endpoint",
+            &endpoint,
+        ],
+    );
+    assert_eq!(accepted["replicas_to_move"], 4, "{accepted}");
+    wait_until(
+        Duration::from_secs(20),
+        "moves from node 1 to the new node",
+        || {
+            let via_2 = via_2.clone();
+            async move {
+                let status = via_2.cluster_status().await.map_err(|e| e.to_string())?;
+                let moving = status
+                    .moves
+                    .iter()
+                    .filter(|m| m.from_node == 1 && m.to_node == joined)
+                    .count();
+                let removing = status.nodes.iter().any(|n| n.id == 1 && n.removing);
+                (moving > 0 && removing)
+                    .then_some(())
+                    .ok_or(format!("{status:?}"))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let text = stdout(&cli(
+        &cluster,
+        &["cluster", "status", "--endpoint", &endpoint],
+    ));
+    assert!(
+        text.contains("MOVING STREAM") && text.contains("removing"),
+        "{text}"
+    );
+
+    // Then the new node catches up and takes every replica; the CLI waits for the end.
+    cluster.resume(joined).await.unwrap();
+    let mut wait = cluster.cli();
+    wait.args(["cluster", "remove-node", "1", "--timeout-s", "120"])
+        .args(["--endpoint", &endpoint]);
+    let waited = tokio::task::spawn_blocking(move || wait.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        waited.status.success() && stdout(&waited).contains("Node 1 has left the cluster"),
+        "{}{}",
+        stdout(&waited),
+        stderr(&waited)
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (during, failed) = writer.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "puts failed while replicas moved: {failed:?}"
+    );
+    assert!(!during.is_empty());
+    acked.extend(during);
+
+    let status = via_2.cluster_status().await.unwrap();
+    assert!(status.removed_node_ids.contains(&1), "{status:?}");
+    assert!(status.nodes.iter().all(|n| n.id != 1), "{status:?}");
+    let voters: BTreeSet<u64> = status
+        .nodes
+        .iter()
+        .filter(|n| n.metadata_voter)
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(voters, BTreeSet::from([2, 3, joined]), "{status:?}");
+    let description = via_2.describe_stream("moving").await.unwrap();
+    for shard in &description.shards {
+        let nodes: BTreeSet<u64> = shard.replicas.iter().map(|r| r.node_id).collect();
+        assert_eq!(nodes, BTreeSet::from([2, 3, joined]), "{}", shard.shard_id);
+        let azs: BTreeSet<&str> = shard.replicas.iter().map(|r| r.az.as_str()).collect();
+        assert_eq!(azs.len(), 3);
+    }
+
+    // Node 1 goes; every acknowledged record is still there, read through the new node, and
+    // writes go on without it.
+    cluster.stop(1).await.unwrap();
+    let (after, failed) = put_records(&via_2, "moving", "after", 100).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    acked.extend(after);
+    let records = read_all(&cluster.client_of(joined), "moving")
+        .await
+        .unwrap();
+    assert_ordered(&records);
+    let read: BTreeSet<(String, String)> = records
+        .iter()
+        .map(|r| (r.shard_id.clone(), r.sequence_number.to_string()))
+        .collect();
+    for record in &acked {
+        let key = (record.shard_id.clone(), record.sequence_number.to_string());
+        assert!(read.contains(&key), "acknowledged {record:?} is missing");
+    }
+    let read_data: BTreeSet<&str> = records.iter().map(|r| r.data.as_str()).collect();
+    let acked_data: BTreeSet<&str> = acked.iter().map(|r| r.data.as_str()).collect();
+    assert_eq!(
+        read_data, acked_data,
+        "records read that were never acknowledged"
+    );
+
+    // A removed id never comes back, not even with a fresh data dir.
+    let dir = tempfile::tempdir().unwrap();
+    let refused = std::process::Command::new(BINARY)
+        .args([
+            "node",
+            "--id",
+            "1",
+            "--az",
+            "az-1",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--join", &endpoint])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("node id 1 was removed from the cluster"),
+        "{}",
+        stderr(&refused)
     );
 }

@@ -30,6 +30,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_ACTIVE_WAIT: Duration = Duration::from_secs(30);
 /// Pause between polls while waiting for a stream's status.
 const STATUS_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How often [`Client::wait_for_removed`] asks for cluster status (which pings every node).
+const REMOVAL_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -346,6 +348,42 @@ impl Client {
             c.cluster_status(r).await
         })
         .await
+    }
+
+    /// Decommissions a node (RemoveNode): its replicas move to other nodes, then it leaves the
+    /// cluster. Returns at once with how many replicas will move; [`Client::wait_for_removed`]
+    /// waits for the rest.
+    pub async fn remove_node(&self, node_id: u64) -> Result<u32, ClientError> {
+        self.unary(v1::RemoveNodeRequest { node_id }, |mut c, r| async move {
+            c.remove_node(r).await
+        })
+        .await
+        .map(|reply| reply.replicas_to_move)
+    }
+
+    /// Polls cluster status until `node_id` has left the cluster; `progress` sees every status
+    /// on the way (moves under way, replicas left).
+    pub async fn wait_for_removed(
+        &self,
+        node_id: u64,
+        timeout: Duration,
+        mut progress: impl FnMut(&v1::ClusterStatusResponse),
+    ) -> Result<(), ClientError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Ok(status) = self.cluster_status().await {
+                if status.removed_node_ids.contains(&node_id) {
+                    return Ok(());
+                }
+                progress(&status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClientError::TimedOut(format!(
+                    "node {node_id} was still being removed after {timeout:?}"
+                )));
+            }
+            tokio::time::sleep(REMOVAL_POLL_INTERVAL).await;
+        }
     }
 
     /// Creates a PROVISIONED stream and waits (up to [`DEFAULT_ACTIVE_WAIT`]) until it is ACTIVE,

@@ -106,6 +106,32 @@ pub enum MetaCommand {
         name: StreamName,
         shards: Vec<ShardId>,
     },
+    /// An operator decommissions a node (`cluster remove-node`): no new replica is placed on it,
+    /// its replicas move to other nodes, then it leaves the catalogue.
+    RemoveNode {
+        node_id: NodeId,
+    },
+    /// One replica of a shard starts moving from `from` to `to` (removal driver, on the metadata
+    /// leader). `to` replicates the group as a learner until the shard's leader promotes it.
+    StartMove {
+        name: StreamName,
+        shard: ShardId,
+        from: NodeId,
+        to: NodeId,
+        at_ms: u64,
+    },
+    /// The shard's group has `to` as a voter and no longer `from` (the shard's leader).
+    FinishMove {
+        name: StreamName,
+        shard: ShardId,
+        from: NodeId,
+        to: NodeId,
+    },
+    /// A removed node that holds nothing any more leaves the catalogue; its id is never taken
+    /// again (removal driver).
+    ForgetNode {
+        node_id: NodeId,
+    },
     /// Lease tables (conditions are evaluated at apply, so conditional writes are linearizable).
     Table(TableCommand),
 }
@@ -186,6 +212,21 @@ impl fmt::Display for MetaCommand {
                 write!(f, "update-shard-count({name}, {target})")
             }
             MetaCommand::SealShard { name, shard, .. } => write!(f, "seal-shard({name}, {shard})"),
+            MetaCommand::RemoveNode { node_id } => write!(f, "remove-node({node_id})"),
+            MetaCommand::StartMove {
+                name,
+                shard,
+                from,
+                to,
+                ..
+            } => write!(f, "start-move({name}, {shard}, {from} -> {to})"),
+            MetaCommand::FinishMove {
+                name,
+                shard,
+                from,
+                to,
+            } => write!(f, "finish-move({name}, {shard}, {from} -> {to})"),
+            MetaCommand::ForgetNode { node_id } => write!(f, "forget-node({node_id})"),
             MetaCommand::Table(command) => match command {
                 TableCommand::CreateTable { table, .. } => write!(f, "create-table({table})"),
                 TableCommand::DeleteTable { table } => write!(f, "delete-table({table})"),

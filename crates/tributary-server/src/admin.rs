@@ -12,8 +12,8 @@ use tributary_types::{
 };
 
 use crate::api::{
-    ClusterStatus, ConsumerDescription, NodeStatus, Page, ReplicaDescription, ShardDescription,
-    StreamDescription, StreamSummary,
+    ClusterStatus, ConsumerDescription, MoveStatus, NodeStatus, Page, ReplicaDescription,
+    ShardDescription, StreamDescription, StreamSummary,
 };
 use crate::meta::listing::{ShardFilter, filter_shards};
 use crate::meta::state::validate_create;
@@ -68,22 +68,57 @@ const PING_TIMEOUT: Duration = Duration::from_millis(500);
 impl Node {
     pub async fn cluster_status(&self) -> ClusterStatus {
         self.catch_up_metadata().await;
-        let nodes = self.meta.read(|state| state.nodes.clone());
-        let pings = nodes.iter().map(|(id, info)| async move {
-            let alive = *id == self.id() || self.ping(&info.address).await;
-            NodeStatus {
-                id: *id,
-                az: info.az.clone(),
-                address: info.address.clone(),
-                alive,
+        let state = self.meta.snapshot();
+        let replica_counts = state.replica_counts();
+        let metrics = self.meta_raft.metrics().borrow_watched().clone();
+        let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+        let pings = state.nodes.iter().map(|(id, info)| {
+            let (voters, replica_counts) = (&voters, &replica_counts);
+            async move {
+                let alive = *id == self.id() || self.ping(&info.address).await;
+                NodeStatus {
+                    id: *id,
+                    az: info.az.clone(),
+                    address: info.address.clone(),
+                    alive,
+                    removing: info.removing,
+                    metadata_voter: voters.contains(id),
+                    replica_count: replica_counts.get(id).copied().unwrap_or(0) as u32,
+                }
             }
         });
         let nodes = futures::future::join_all(pings).await;
+        let moves = state
+            .live_shards()
+            .filter_map(|(stream, shard)| {
+                shard.move_opt.map(|m| MoveStatus {
+                    stream: stream.clone(),
+                    shard_id: shard.shard_id,
+                    from: m.from,
+                    to: m.to,
+                    started_at_ms: m.started_at_ms,
+                })
+            })
+            .collect();
         ClusterStatus {
             nodes,
-            metadata_leader_opt: self.meta_raft.metrics().borrow_watched().current_leader,
+            metadata_leader_opt: metrics.current_leader,
             answered_by: self.id(),
+            moves,
+            removed_nodes: state.removed_nodes.iter().copied().collect(),
         }
+    }
+
+    /// Marks a node for removal (see `moves.rs`); answers how many replicas will move.
+    pub async fn remove_node(&self, node_id: NodeId) -> Result<u32, Error> {
+        self.catch_up_metadata().await;
+        self.meta_write(MetaCommand::RemoveNode { node_id }).await?;
+        Ok(self.meta.read(|state| {
+            state
+                .live_shards()
+                .filter(|(_, shard)| shard.replicas.contains(&node_id))
+                .count() as u32
+        }))
     }
 
     /// Registered nodes that do not answer a ping now.

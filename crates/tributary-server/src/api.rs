@@ -14,6 +14,18 @@ pub struct NodeStatus {
     pub az: String,
     pub address: String,
     pub alive: bool,
+    pub removing: bool,
+    pub metadata_voter: bool,
+    pub replica_count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveStatus {
+    pub stream: StreamName,
+    pub shard_id: ShardId,
+    pub from: NodeId,
+    pub to: NodeId,
+    pub started_at_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +33,8 @@ pub struct ClusterStatus {
     pub nodes: Vec<NodeStatus>,
     pub metadata_leader_opt: Option<NodeId>,
     pub answered_by: NodeId,
+    pub moves: Vec<MoveStatus>,
+    pub removed_nodes: Vec<NodeId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

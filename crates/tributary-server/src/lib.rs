@@ -6,6 +6,7 @@
 //! - [`writes`] / [`reads`]: the put path (route, forward to leaders, quorum deadlines) and the
 //!   read path (iterators, reads from the leader or any replica).
 //! - `lifecycle`: the stream driver (CREATING/UPDATING → ACTIVE, DELETING → gone).
+//! - `moves`: node removal (replica moves through Raft membership changes).
 //! - [`service`]: the domain API trait and the thin gRPC shims over it.
 
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod limits;
 pub mod meta;
 mod meta_sync;
 pub mod meter;
+mod moves;
 pub mod node;
 mod reads;
 mod retention;

@@ -210,6 +210,8 @@ impl Node {
         background.push(tokio::spawn(reconcile_groups(node.clone())));
         background.push(tokio::spawn(add_metadata_learners(node.clone())));
         background.push(tokio::spawn(crate::lifecycle::drive_streams(node.clone())));
+        background.push(tokio::spawn(crate::moves::drive_removals(node.clone())));
+        background.push(tokio::spawn(crate::moves::carry_out_moves(node.clone())));
         background.push(tokio::spawn(crate::retention::trim_expired_records(
             node.clone(),
         )));
@@ -324,9 +326,14 @@ async fn join_contacts(contact: &str, id: NodeId) -> anyhow::Result<BTreeMap<Nod
     };
     if let Some(known) = status.nodes.iter().find(|n| n.id == id) {
         bail!(
-            "node id {id} is already known to the cluster (at {}, {}); a new or wiped node joins              under an id the cluster has never seen",
+            "node id {id} is already known to the cluster (at {}, {}); a new or wiped node joins under an id the cluster has never seen",
             known.address,
             known.az
+        );
+    }
+    if status.removed_node_ids.contains(&id) {
+        bail!(
+            "node id {id} was removed from the cluster; a node joins under an id the cluster has never seen"
         );
     }
     tracing::info!(%contact, nodes = status.nodes.len(), "joining the cluster");
@@ -383,6 +390,10 @@ async fn register_self(node: Arc<Node>) {
         }
         match node.meta_write(command.clone()).await {
             Ok(()) => tracing::info!(node_id = node.id(), "registered with the cluster"),
+            Err(error) if error.code == tributary_types::ErrorCode::ResourceInUse => {
+                tracing::error!(%error, "this node may not register; stop it and join under a new id");
+                return;
+            }
             Err(error) => {
                 tracing::debug!(%error, "registration not accepted yet");
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -392,7 +403,8 @@ async fn register_self(node: Arc<Node>) {
 }
 
 /// On the metadata leader: every registered node that is not a member of group 0 joins it as a
-/// learner, so every node keeps a replica of the catalogue and routes without a round trip.
+/// learner, so every node keeps a replica of the catalogue and routes without a round trip. A
+/// node being removed is not added back (the removal driver takes it out).
 async fn add_metadata_learners(node: Arc<Node>) {
     let mut changes = node.meta.changes();
     let mut leader_changes = node.meta_raft.metrics();
@@ -410,7 +422,7 @@ async fn add_metadata_learners(node: Arc<Node>) {
                 state
                     .nodes
                     .iter()
-                    .filter(|(id, _)| !members.contains(id))
+                    .filter(|(id, info)| !members.contains(id) && !info.removing)
                     .map(|(id, info)| (*id, info.address.clone()))
                     .collect()
             });
@@ -535,7 +547,9 @@ async fn start_group(
     .await?;
     // The preferred leader alone initializes the group, so it wins the first election and leaders
     // stay spread the way placement chose.
-    if members.len() == shard.replicas.len() && !raft.is_initialized().await? {
+    // A replica being moved here is a learner: the shard's leader adds it; it never initializes.
+    let voter = shard.replicas.contains(&node.id());
+    if voter && members.len() == shard.replicas.len() && !raft.is_initialized().await? {
         if shard.replicas.first() == Some(&node.id()) {
             initialize_group(&raft, shard.group, members).await;
         } else {
@@ -580,7 +594,10 @@ async fn initialize_group(raft: &ShardRaft, group: GroupId, members: BTreeMap<No
 }
 
 /// The other voter whose log matches the leader's furthest, the one that can take over at once.
-fn most_caught_up_voter<C, SM>(raft: &openraft::Raft<C, SM>, me: NodeId) -> Option<NodeId>
+pub(crate) fn most_caught_up_voter<C, SM>(
+    raft: &openraft::Raft<C, SM>,
+    me: NodeId,
+) -> Option<NodeId>
 where
     C: openraft::RaftTypeConfig<NodeId = NodeId>,
     SM: openraft::storage::RaftStateMachine<C>,

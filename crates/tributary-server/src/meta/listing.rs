@@ -115,6 +115,7 @@ mod tests {
             ending_sequence_number_opt: None,
             created_at_ms: created,
             closed_at_ms_opt: closed,
+            move_opt: None,
         }
     }
 

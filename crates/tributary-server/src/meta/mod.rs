@@ -2,6 +2,7 @@
 
 pub mod listing;
 mod machine;
+pub mod moves;
 pub mod placement;
 mod reshard;
 pub mod state;
@@ -9,7 +10,8 @@ pub mod tables;
 
 pub use machine::{MetaMachine, MetaView};
 pub use state::{
-    ConsumerMeta, MetaState, NodeInfo, ShardMeta, ShardStatus, StreamMeta, StreamStatus,
+    ConsumerMeta, MetaState, NodeInfo, ReplicaMove, ShardMeta, ShardStatus, StreamMeta,
+    StreamStatus,
 };
 
 pub type MetaRaft = openraft::Raft<tributary_raft::meta::MetaTypeConfig, MetaMachine>;

@@ -1,7 +1,8 @@
 //! Replica placement: each shard gets up to three replicas in distinct AZs, on the least loaded
 //! reachable node of each AZ (a node the proposer could not reach is used only when its AZ has no
 //! other); the preferred leader (first replica) is the reachable one leading the fewest shards.
-//! Pure and deterministic: it runs inside the metadata state machine's apply.
+//! Nodes being removed get nothing new. Pure and deterministic: it runs inside the metadata
+//! state machine's apply.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +21,7 @@ pub fn place_shards(
 ) -> Result<Vec<Vec<NodeId>>, Error> {
     let down = |id: &NodeId| down_nodes.contains(id);
     let mut nodes_by_az: BTreeMap<&str, Vec<NodeId>> = BTreeMap::new();
-    for (id, info) in &state.nodes {
+    for (id, info) in state.serving_nodes() {
         nodes_by_az.entry(info.az.as_str()).or_default().push(*id);
     }
     if nodes_by_az.is_empty() {

@@ -295,6 +295,7 @@ impl MetaState {
                     .then(|| SequenceNumber::shard_start(shard_id)),
                 created_at_ms: at_ms,
                 closed_at_ms_opt: born_closed.then_some(at_ms),
+                move_opt: None,
             });
         }
         self.next_group = next_group;

@@ -18,6 +18,9 @@ use super::placement;
 pub struct NodeInfo {
     pub az: String,
     pub address: String,
+    /// Being decommissioned (`cluster remove-node`): nothing new is placed here and its
+    /// replicas move away.
+    pub removing: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +62,24 @@ pub struct ShardMeta {
     pub created_at_ms: u64,
     /// When the shard closed (split or merged), for ListShards' time filters and expiry.
     pub closed_at_ms_opt: Option<u64>,
+    /// A replica on its way to another node; at most one per shard.
+    pub move_opt: Option<ReplicaMove>,
+}
+
+/// One replica of a shard moving between nodes: `to` replicates the group as a learner, catches
+/// up, becomes a voter, and `from` leaves the group (see `moves.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaMove {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub started_at_ms: u64,
+}
+
+impl ShardMeta {
+    /// Whether `node` holds (or is receiving) a replica of this shard.
+    pub fn placed_on(&self, node: NodeId) -> bool {
+        self.replicas.contains(&node) || self.move_opt.is_some_and(|m| m.to == node)
+    }
 }
 
 /// A registered enhanced fan-out consumer. Registration needs no provisioning here, so a
@@ -150,6 +171,8 @@ pub struct MetaState {
     pub next_group: u64,
     /// Lease tables (see `tables.rs`).
     pub tables: BTreeMap<String, super::tables::TableMeta>,
+    /// Ids of nodes removed from the cluster; none of them may register again.
+    pub removed_nodes: std::collections::BTreeSet<NodeId>,
 }
 
 impl Default for MetaState {
@@ -160,6 +183,7 @@ impl Default for MetaState {
             streams: BTreeMap::new(),
             next_group: 1,
             tables: BTreeMap::new(),
+            removed_nodes: Default::default(),
         }
     }
 }
@@ -177,14 +201,14 @@ impl MetaState {
             .ok_or_else(|| Error::stream_not_found(name.as_str()))
     }
 
-    /// Every shard group `node` holds a replica of, with its stream. A DELETING stream has no
+    /// Every shard group `node` holds (or is receiving) a replica of, with its stream. A DELETING stream has no
     /// groups any more: its replicas stop and remove their data.
     pub fn groups_of(&self, node: NodeId) -> impl Iterator<Item = (&StreamMeta, &ShardMeta)> {
         self.streams
             .values()
             .filter(|stream| stream.status != StreamStatus::Deleting)
             .flat_map(|stream| stream.shards.iter().map(move |shard| (stream, shard)))
-            .filter(move |(_, shard)| shard.replicas.contains(&node))
+            .filter(move |(_, shard)| shard.placed_on(node))
     }
 
     /// Of the shard groups found on this node's disk, those whose stream was deleted. Group ids
@@ -222,16 +246,7 @@ impl MetaState {
                 node_id,
                 az,
                 address,
-            } => {
-                self.nodes.insert(
-                    *node_id,
-                    NodeInfo {
-                        az: az.clone(),
-                        address: address.clone(),
-                    },
-                );
-                Ok(())
-            }
+            } => self.register_node(*node_id, az, address),
             MetaCommand::CreateStream {
                 name,
                 shard_count,
@@ -420,6 +435,21 @@ impl MetaState {
                 });
                 Ok(())
             }
+            MetaCommand::RemoveNode { node_id } => self.remove_node(*node_id),
+            MetaCommand::StartMove {
+                name,
+                shard,
+                from,
+                to,
+                at_ms,
+            } => self.start_move(name, *shard, *from, *to, *at_ms),
+            MetaCommand::FinishMove {
+                name,
+                shard,
+                from,
+                to,
+            } => self.finish_move(name, *shard, *from, *to),
+            MetaCommand::ForgetNode { node_id } => self.forget_node(*node_id),
             MetaCommand::UpdateStreamMode { name, mode } => {
                 let stream = self.stream_mut(name)?;
                 stream.require_active("changing the capacity mode")?;
@@ -485,6 +515,7 @@ impl MetaState {
                     ending_sequence_number_opt: None,
                     created_at_ms,
                     closed_at_ms_opt: None,
+                    move_opt: None,
                 }
             })
             .collect();

@@ -21,10 +21,25 @@ pub fn cluster_status_to_proto(status: ClusterStatus) -> v1::ClusterStatusRespon
                 az: node.az,
                 address: node.address,
                 alive: node.alive,
+                removing: node.removing,
+                metadata_voter: node.metadata_voter,
+                replica_count: node.replica_count,
             })
             .collect(),
         metadata_leader: status.metadata_leader_opt,
         answered_by: status.answered_by,
+        moves: status
+            .moves
+            .into_iter()
+            .map(|m| v1::ReplicaMove {
+                stream_name: m.stream.to_string(),
+                shard_id: m.shard_id.to_string(),
+                from_node: m.from,
+                to_node: m.to,
+                started_at_ms: m.started_at_ms as i64,
+            })
+            .collect(),
+        removed_node_ids: status.removed_nodes,
     }
 }
 

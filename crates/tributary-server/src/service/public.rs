@@ -75,6 +75,18 @@ impl Tributary for PublicService {
         )))
     }
 
+    async fn remove_node(
+        &self,
+        request: Request<RemoveNodeRequest>,
+    ) -> Result<Response<RemoveNodeResponse>, Status> {
+        let replicas_to_move = self
+            .node
+            .remove_node(request.into_inner().node_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(RemoveNodeResponse { replicas_to_move }))
+    }
+
     async fn ping(&self, _: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
         Ok(Response::new(PingResponse {
             node_id: self.node.id(),
