@@ -36,10 +36,13 @@ pub enum Nemesis {
     /// Choreography: kill a replica so it lags, kill an up-to-date one, restart the laggard so
     /// the majority is laggard plus survivor, then restart the other.
     Laggards,
+    /// Choreography: a node is lost with its disk; a new node joins in its AZ under a new id,
+    /// and `remove-node` moves the lost node's replicas to it (process clusters only).
+    Wipe,
 }
 
 impl Nemesis {
-    pub const ALL: [Nemesis; 9] = [
+    pub const ALL: [Nemesis; 10] = [
         Nemesis::Kill,
         Nemesis::Pause,
         Nemesis::Partition,
@@ -49,6 +52,7 @@ impl Nemesis {
         Nemesis::PauseLeader,
         Nemesis::KillRepeat,
         Nemesis::Laggards,
+        Nemesis::Wipe,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +66,7 @@ impl Nemesis {
             Nemesis::PauseLeader => "pause-leader",
             Nemesis::KillRepeat => "kill-repeat",
             Nemesis::Laggards => "laggards",
+            Nemesis::Wipe => "wipe",
         }
     }
 }
@@ -88,6 +93,12 @@ impl FromStr for Nemesis {
             })
     }
 }
+
+/// How long the cluster may take to accept the removal of a wiped node (its replacement must
+/// register first).
+const REMOVAL_ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the replicas of a wiped node may take to move.
+const REMOVAL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long a fault is held, and how long the cluster runs healthy between faults.
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +139,8 @@ pub struct Nemeses<'a, C: ClusterControl> {
     pub schedule: Schedule,
     pub rng: StdRng,
     pub clock: Clock,
+    /// Where the node list is published after each fault (a `wipe` replaces a node).
+    pub endpoints_opt: Option<tokio::sync::watch::Sender<Vec<String>>>,
     damage: Damage,
 }
 
@@ -147,6 +160,7 @@ impl<'a, C: ClusterControl> Nemeses<'a, C> {
             schedule,
             rng,
             clock,
+            endpoints_opt: None,
             damage: Damage::default(),
         }
     }
@@ -177,6 +191,14 @@ impl<'a, C: ClusterControl> Nemeses<'a, C> {
             self.heal()
                 .await
                 .with_context(|| format!("healing {kind}"))?;
+            if let Some(endpoints) = &self.endpoints_opt {
+                let current = crate::run::endpoints_of(&*self.cluster);
+                endpoints.send_if_modified(|list| {
+                    let changed = *list != current;
+                    *list = current;
+                    changed
+                });
+            }
             faults.push(FaultEvent {
                 nemesis: kind.name().to_string(),
                 description,
@@ -370,9 +392,39 @@ impl<'a, C: ClusterControl> Nemeses<'a, C> {
                 );
                 return Ok((description, vec![laggard, fresh], true));
             }
+            Nemesis::Wipe => {
+                let id = self.victim().await;
+                let new_id = self.cluster.replace(id).await?;
+                self.remove(id).await?;
+                let description = format!(
+                    "wiped node {id}; node {new_id} joined in its AZ under a new id, and \
+                     remove-node moved node {id}'s replicas to it"
+                );
+                return Ok((description, vec![id], false));
+            }
         };
         tokio::time::sleep(hold).await;
         Ok((description, nodes, majority))
+    }
+
+    /// `cluster remove-node id` once the cluster accepts it (the replacement must have
+    /// registered), then waits until the node has left.
+    async fn remove(&mut self, id: u64) -> anyhow::Result<()> {
+        let admin = self.cluster.client();
+        let deadline = tokio::time::Instant::now() + REMOVAL_ACCEPT_TIMEOUT;
+        loop {
+            match admin.remove_node(id).await {
+                Ok(_) => break,
+                Err(error) if tokio::time::Instant::now() >= deadline => {
+                    return Err(error).with_context(|| format!("removing node {id}"));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+        admin
+            .wait_for_removed(id, REMOVAL_TIMEOUT, |_| {})
+            .await
+            .with_context(|| format!("waiting for node {id} to leave"))
     }
 
     /// Undoes every fault: restarts killed nodes, resumes paused ones, heals the network.

@@ -66,6 +66,11 @@ pub async fn run(config: RunConfig) -> anyhow::Result<Summary> {
         node_args.push("--fault-ack-before-commit".to_string());
     }
     if config.containers {
+        if config.nemeses.contains(&Nemesis::Wipe) {
+            bail!(
+                "--nemesis wipe needs the process cluster: the container cluster cannot add a container to a running cluster yet"
+            );
+        }
         docker_available()
             .await
             .map_err(|why| anyhow::anyhow!("--containers needs a Docker engine: {why}"))?;
@@ -126,13 +131,20 @@ async fn run_on<C: ClusterControl>(cluster: &mut C, config: &RunConfig) -> anyho
     Ok(summary)
 }
 
-/// A client over every node, starting at node `first` (so clients spread their calls).
-fn client_from<C: ClusterControl>(cluster: &C, first: usize) -> Client {
-    let mut endpoints: Vec<String> = cluster
+/// Every node's endpoint.
+pub(crate) fn endpoints_of<C: ClusterControl>(cluster: &C) -> Vec<String> {
+    cluster
         .node_ids()
         .into_iter()
         .map(|id| cluster.endpoint_of(id))
-        .collect();
+        .collect()
+}
+
+/// A client over every node, starting at node `first` (so clients spread their calls). The
+/// consumer workers keep theirs for the whole run: after nodes are replaced (`wipe`) they may
+/// find none of their nodes up while the last original ones are down.
+fn client_from<C: ClusterControl>(cluster: &C, first: usize) -> Client {
+    let mut endpoints = endpoints_of(cluster);
     let shift = first % endpoints.len();
     endpoints.rotate_left(shift);
     Client::new(&endpoints)
@@ -160,6 +172,9 @@ async fn drive<C: ClusterControl>(cluster: &mut C, config: &RunConfig) -> anyhow
 
     let clock = Clock::start();
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (endpoints_tx, endpoints_rx) = watch::channel(endpoints_of(cluster));
+    let source =
+        |first: usize| workload::ClientSource::new(endpoints_rx.clone(), first, CALL_TIMEOUT);
     let interval = Duration::from_secs_f64(1.0 / f64::from(config.rate.max(1)));
     let producers: Vec<_> = (1..=config.producers)
         .map(|id| {
@@ -170,7 +185,7 @@ async fn drive<C: ClusterControl>(cluster: &mut C, config: &RunConfig) -> anyhow
                 interval,
             };
             tokio::spawn(workload::produce(
-                client_from(cluster, id as usize),
+                source(id as usize),
                 STREAM.to_string(),
                 producer,
                 clock,
@@ -183,7 +198,7 @@ async fn drive<C: ClusterControl>(cluster: &mut C, config: &RunConfig) -> anyhow
         .enumerate()
         .map(|(index, shard)| {
             tokio::spawn(workload::follow(
-                client_from(cluster, index),
+                source(index),
                 STREAM.to_string(),
                 shard.clone(),
                 format!("live reader of {shard}"),
@@ -216,6 +231,7 @@ async fn drive<C: ClusterControl>(cluster: &mut C, config: &RunConfig) -> anyhow
         StdRng::seed_from_u64(config.seed),
         clock,
     );
+    nemeses.endpoints_opt = Some(endpoints_tx);
     let faults = nemeses.run(config.duration).await;
     // Whatever happened, leave nothing broken.
     let healed = nemeses.heal().await;

@@ -71,10 +71,50 @@ fn outcome_of(result: Result<v1::PutRecordsResponse, ClientError>) -> Outcome {
     }
 }
 
+/// A client over the cluster's current nodes, starting at a given one (so clients spread their
+/// calls). The runner publishes the node list again after a node is replaced, and the client is
+/// rebuilt, as an application's endpoint list would be updated.
+pub struct ClientSource {
+    endpoints: watch::Receiver<Vec<String>>,
+    first: usize,
+    call_timeout: std::time::Duration,
+    client_opt: Option<Client>,
+}
+
+impl ClientSource {
+    pub fn new(
+        endpoints: watch::Receiver<Vec<String>>,
+        first: usize,
+        call_timeout: std::time::Duration,
+    ) -> Self {
+        ClientSource {
+            endpoints,
+            first,
+            call_timeout,
+            client_opt: None,
+        }
+    }
+
+    /// The client for the latest node list.
+    pub fn client(&mut self) -> Client {
+        let changed = self.endpoints.has_changed().unwrap_or(false);
+        if changed || self.client_opt.is_none() {
+            let mut endpoints = self.endpoints.borrow_and_update().clone();
+            let shift = self.first % endpoints.len().max(1);
+            endpoints.rotate_left(shift);
+            let client = Client::new(&endpoints)
+                .expect("valid endpoints")
+                .with_call_timeout(self.call_timeout);
+            self.client_opt = Some(client);
+        }
+        self.client_opt.clone().expect("built above")
+    }
+}
+
 /// Puts records `1, 2, ...` until `stop`, one at a time; a record whose outcome is unknown is
 /// retried (same data, same producer number) until it is acknowledged or definitely refused.
 pub async fn produce(
-    client: Client,
+    mut clients: ClientSource,
     stream: String,
     producer: Producer,
     clock: Clock,
@@ -97,7 +137,7 @@ pub async fn produce(
             producer_sequence: producer.idempotent_id_opt.map(|_| counter),
         };
         let invoked_ms = clock.now();
-        let outcome = outcome_of(client.put_records_request(request).await);
+        let outcome = outcome_of(clients.client().put_records_request(request).await);
         let settled = !matches!(outcome, Outcome::Unknown { .. });
         ops.push(PutOp {
             producer: producer.id,
@@ -129,7 +169,7 @@ pub async fn produce(
 /// Follows one shard from TRIM_HORIZON until `stop`, getting a new iterator after the last
 /// record read whenever a call fails.
 pub async fn follow(
-    client: Client,
+    mut clients: ClientSource,
     stream: String,
     shard: String,
     reader: String,
@@ -143,7 +183,7 @@ pub async fn follow(
     };
     let mut iterator_opt: Option<String> = None;
     while !*stop.borrow() {
-        let step = read_step(&client, &stream, &mut log, &mut iterator_opt).await;
+        let step = read_step(&clients.client(), &stream, &mut log, &mut iterator_opt).await;
         let idle = match step {
             Ok(read) => read == 0,
             Err(_) => {

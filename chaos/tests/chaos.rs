@@ -45,7 +45,7 @@ fn a_short_run_of_every_nemesis_holds_every_property() {
         "--duration",
         "90",
         "--nemesis",
-        "kill,pause,partition,az,majority,isolate-leader,pause-leader,kill-repeat,laggards",
+        "kill,pause,partition,az,majority,isolate-leader,pause-leader,kill-repeat,laggards,wipe",
         "--seed",
         "20261202",
         "--max-fault-s",

@@ -58,6 +58,8 @@ pub struct NodeHandle {
     paused: bool,
     /// Started with `--join` this address instead of `--peers` (see [`Cluster::join_node`]).
     join_opt: Option<String>,
+    /// Wiped and replaced by [`Cluster::replace_node`]: gone for good.
+    retired: bool,
 }
 
 impl NodeHandle {
@@ -68,6 +70,11 @@ impl NodeHandle {
     /// Running but frozen by [`Cluster::pause`].
     pub fn is_paused(&self) -> bool {
         self.paused
+    }
+
+    /// Wiped and replaced by [`Cluster::replace_node`].
+    pub fn is_retired(&self) -> bool {
+        self.retired
     }
 }
 
@@ -142,6 +149,7 @@ impl Cluster {
                 child_opt: None,
                 paused: false,
                 join_opt: None,
+                retired: false,
             });
         }
         let voters = options.metadata_voters_opt.unwrap_or(options.nodes);
@@ -287,9 +295,32 @@ impl Cluster {
             child_opt: None,
             paused: false,
             join_opt: Some(join),
+            retired: false,
         });
         self.start_node(id)?;
         Ok(id)
+    }
+
+    /// A machine lost with its disk: kills node `id` (when it runs), deletes its data dir, and
+    /// starts a new node in its AZ under the next free id, joining through a running node. The
+    /// old id is retired: [`ClusterControl::node_ids`] leaves it out. Removing the old node from
+    /// the cluster (`cluster remove-node`) is the caller's part.
+    pub fn replace_node(&mut self, id: u64) -> anyhow::Result<u64> {
+        if self.node(id).is_running() {
+            self.kill(id)?;
+        }
+        let node = &mut self.nodes[(id - 1) as usize];
+        node.retired = true;
+        std::fs::remove_dir_all(&node.data_dir)
+            .with_context(|| format!("wiping node {id}'s data"))?;
+        let az = node.az.clone();
+        let contact = self
+            .nodes
+            .iter()
+            .find(|n| n.is_running() && !n.paused)
+            .map(|n| n.id)
+            .context("no running node to join through")?;
+        self.join_node(&az, contact)
     }
 
     /// SIGKILL: the node dies at once, as in a crash.
@@ -407,7 +438,7 @@ impl Cluster {
         let running: Vec<u64> = self
             .nodes
             .iter()
-            .filter(|n| n.is_running())
+            .filter(|n| n.is_running() && !n.retired)
             .map(|n| n.id)
             .collect();
         wait_until_ready(self, &running, READY_TIMEOUT).await
@@ -460,7 +491,11 @@ impl Drop for Cluster {
 
 impl ClusterControl for Cluster {
     fn node_ids(&self) -> Vec<u64> {
-        self.nodes.iter().map(|n| n.id).collect()
+        self.nodes
+            .iter()
+            .filter(|n| !n.retired)
+            .map(|n| n.id)
+            .collect()
     }
 
     fn az_of(&self, id: u64) -> String {
@@ -510,5 +545,9 @@ impl ClusterControl for Cluster {
 
     async fn wait_ready(&self) -> anyhow::Result<()> {
         Cluster::wait_ready(self).await
+    }
+
+    async fn replace(&mut self, id: u64) -> anyhow::Result<u64> {
+        self.replace_node(id)
     }
 }

@@ -382,6 +382,12 @@ impl ClusterControl for ContainerCluster {
             .collect();
         wait_until_ready(self, &running, Duration::from_secs(60)).await
     }
+
+    async fn replace(&mut self, id: u64) -> anyhow::Result<u64> {
+        bail!(
+            "replacing node {id}: the container cluster cannot add a container to a running cluster yet (the process cluster can)"
+        )
+    }
 }
 
 impl Drop for ContainerCluster {

@@ -74,6 +74,9 @@ pub trait ClusterControl {
     async fn heal(&mut self) -> anyhow::Result<()>;
     /// Waits until every running node sees all nodes registered, the running ones alive.
     async fn wait_ready(&self) -> anyhow::Result<()>;
+    /// Loses node `id` with its disk and brings up a new node in its AZ under a new id, joined
+    /// to the cluster; returns the new id. `id` leaves [`ClusterControl::node_ids`].
+    async fn replace(&mut self, id: u64) -> anyhow::Result<u64>;
 }
 
 /// Waits until each node in `running` sees every node of the cluster registered, the `running`
