@@ -132,7 +132,15 @@ async fn real_main() -> anyhow::Result<bool> {
         "chaos run: seed {seed}, report in {}",
         args.report.display()
     );
-    let summary = run(config).await?;
+    // Ctrl-C or SIGTERM drops the run, and with it the cluster: its nodes are killed and its
+    // containers removed instead of outliving the runner.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    let summary = tokio::select! {
+        summary = run(config) => summary?,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted (Ctrl-C): the cluster was torn down"),
+        _ = terminate.recv() => bail!("terminated (SIGTERM): the cluster was torn down"),
+    };
     println!(
         "{}: {} puts, {} acknowledged, {} failed, {} unknown; lost {}, duplicates {}, order \
          violations {}; {} faults, max unavailability {}",
