@@ -166,9 +166,15 @@ impl<'a, C: ClusterControl> Nemeses<'a, C> {
     }
 
     /// Injects faults until `run_for` has passed, healing each before the next; returns them.
-    pub async fn run(&mut self, run_for: Duration) -> anyhow::Result<Vec<FaultEvent>> {
+    /// When a fault cannot be injected or healed, the error says which, and the faults so far
+    /// stay in `faults_so_far`.
+    pub async fn run(
+        &mut self,
+        run_for: Duration,
+        faults_so_far: &mut Vec<FaultEvent>,
+    ) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + run_for;
-        let mut faults = Vec::new();
+        let faults = faults_so_far;
         let mut order: Vec<Nemesis> = Vec::new();
         loop {
             let healthy = between(&mut self.rng, self.schedule.healthy);
@@ -208,7 +214,7 @@ impl<'a, C: ClusterControl> Nemeses<'a, C> {
                 end_ms: self.clock.now(),
             });
         }
-        Ok(faults)
+        Ok(())
     }
 
     /// The leader of a random shard, or a random node when none is known.

@@ -106,7 +106,21 @@ pub async fn run(config: RunConfig) -> anyhow::Result<Summary> {
 async fn run_on<C: ClusterControl>(cluster: &mut C, config: &RunConfig) -> anyhow::Result<Summary> {
     let history = match drive(cluster, config).await {
         Ok(history) => history,
-        Err(error) => bail!("{error:#}\n{}", cluster.logs()),
+        Err(Aborted { error, history_opt }) => {
+            // What was recorded up to the failure is kept for the post-mortem.
+            let dir = &config.report_dir;
+            std::fs::create_dir_all(dir)?;
+            std::fs::write(dir.join("nodes.log"), cluster.logs())?;
+            std::fs::write(dir.join("aborted.txt"), format!("{error:#}\n"))?;
+            if let Some(history) = history_opt {
+                std::fs::write(dir.join("history.json"), serde_json::to_string(&history)?)?;
+            }
+            bail!(
+                "the run aborted ({error:#}); what it recorded is in {}\n{}",
+                dir.display(),
+                cluster.logs()
+            )
+        }
     };
     let verdict = checker::check(&history);
     let windows = crate::availability::windows(&history);
@@ -152,7 +166,7 @@ fn client_from<C: ClusterControl>(cluster: &C, first: usize) -> Client {
         .with_call_timeout(CALL_TIMEOUT)
 }
 
-async fn drive<C: ClusterControl>(cluster: &mut C, config: &RunConfig) -> anyhow::Result<History> {
+async fn drive<C: ClusterControl>(cluster: &mut C, config: &RunConfig) -> Result<History, Aborted> {
     let admin = cluster.client();
     admin
         .create_stream(STREAM, config.shards, None)
@@ -232,13 +246,17 @@ async fn drive<C: ClusterControl>(cluster: &mut C, config: &RunConfig) -> anyhow
         clock,
     );
     nemeses.endpoints_opt = Some(endpoints_tx);
-    let faults = nemeses.run(config.duration).await;
+    let mut faults = Vec::new();
+    let ran = nemeses.run(config.duration, &mut faults).await;
     // Whatever happened, leave nothing broken.
     let healed = nemeses.heal().await;
-    let faults = faults?;
-    healed?;
-    cluster.wait_ready().await.context("the healed cluster")?;
-    tokio::time::sleep(RECOVERY).await;
+    let settled = match (ran, healed) {
+        (Err(error), _) | (Ok(()), Err(error)) => Err(error),
+        (Ok(()), Ok(())) => cluster.wait_ready().await.context("the healed cluster"),
+    };
+    if settled.is_ok() {
+        tokio::time::sleep(RECOVERY).await;
+    }
     let _ = stop_tx.send(true);
 
     let mut history = History {
@@ -246,17 +264,21 @@ async fn drive<C: ClusterControl>(cluster: &mut C, config: &RunConfig) -> anyhow
         ..History::default()
     };
     for producer in producers {
-        history.puts.extend(producer.await?);
+        history.puts.extend(producer.await.map_err(abort)?);
     }
     for reader in readers {
-        history.live_reads.push(reader.await?);
+        history.live_reads.push(reader.await.map_err(abort)?);
     }
     for worker in workers {
-        tokio::time::timeout(WORKER_STOP_TIMEOUT, worker)
+        let stopped = tokio::time::timeout(WORKER_STOP_TIMEOUT, worker)
             .await
-            .context("a consumer worker did not stop")??;
+            .context("a consumer worker did not stop")
+            .and_then(|joined| Ok(joined?));
+        if settled.is_ok() {
+            stopped.map_err(Aborted::without_history)?;
+        }
     }
-    history.leases = monitor.await?;
+    history.leases = monitor.await.map_err(abort)?;
     history.checkpoints = std::mem::take(
         &mut recorded
             .lock()
@@ -264,8 +286,41 @@ async fn drive<C: ClusterControl>(cluster: &mut C, config: &RunConfig) -> anyhow
             .checkpoints,
     );
     history.puts.sort_by_key(|op| op.invoked_ms);
-    final_reads(cluster, &shards, &mut history).await?;
+    if let Err(error) = settled {
+        return Err(Aborted {
+            error,
+            history_opt: Some(history),
+        });
+    }
+    final_reads(cluster, &shards, &mut history)
+        .await
+        .map_err(Aborted::without_history)?;
     Ok(history)
+}
+
+/// A run that could not finish: why, and what it recorded before (no final reads).
+pub struct Aborted {
+    pub error: anyhow::Error,
+    pub history_opt: Option<History>,
+}
+
+impl Aborted {
+    fn without_history(error: anyhow::Error) -> Self {
+        Aborted {
+            error,
+            history_opt: None,
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Aborted {
+    fn from(error: E) -> Self {
+        Aborted::without_history(error.into())
+    }
+}
+
+fn abort(error: tokio::task::JoinError) -> Aborted {
+    Aborted::without_history(error.into())
 }
 
 /// Reads every shard through every node, up to the highest sequence number anyone
