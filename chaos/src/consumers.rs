@@ -7,11 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tributary_client::AttributeValue;
 use tributary_client::consumer::{
     CHECKPOINT, Checkpointer, InitialPosition, LEASE_COUNTER, LEASE_KEY, LEASE_OWNER,
     ProcessorFactory, ShardRecordProcessor, UserRecord, Worker, WorkerConfig,
 };
-use tributary_client::{AttributeValue, Client};
+
+use crate::workload::ClientSource;
 
 use crate::history::{CheckpointOp, Clock, LeaseObservation};
 
@@ -109,7 +111,7 @@ impl ProcessorFactory for Factory {
 
 /// Starts the workers; they stop when `stop` turns true.
 pub fn spawn_workers(
-    clients: Vec<Client>,
+    clients: Vec<ClientSource>,
     stream: &str,
     clock: Clock,
     recorded: Arc<Mutex<Recorded>>,
@@ -118,7 +120,7 @@ pub fn spawn_workers(
     clients
         .into_iter()
         .enumerate()
-        .map(|(index, client)| {
+        .map(|(index, mut clients)| {
             let worker = format!("worker-{}", index + 1);
             let mut config = WorkerConfig::new(APPLICATION, stream, &worker);
             config.initial_position = InitialPosition::TrimHorizon;
@@ -133,7 +135,8 @@ pub fn spawn_workers(
             let crashes = index == 0;
             tokio::spawn(async move {
                 while !*stop.borrow() {
-                    let run = Worker::new(client.clone(), config.clone(), factory.clone())
+                    // Each start takes the latest node list (a `wipe` replaces nodes).
+                    let run = Worker::new(clients.client(), config.clone(), factory.clone())
                         .run(stop.clone());
                     let lifetime = if crashes { CRASH_EVERY } else { Duration::MAX };
                     tokio::select! {
@@ -163,13 +166,13 @@ fn text(item: &tributary_client::Item, name: &str) -> Option<String> {
 
 /// Scans the lease table until `stop`, recording every lease's owner, counter and checkpoint.
 pub async fn monitor(
-    client: Client,
+    mut clients: ClientSource,
     clock: Clock,
     mut stop: watch::Receiver<bool>,
 ) -> Vec<LeaseObservation> {
     let mut observations = Vec::new();
     while !*stop.borrow() {
-        if let Ok(items) = client.scan(APPLICATION).await {
+        if let Ok(items) = clients.client().scan(APPLICATION).await {
             let at_ms = clock.now();
             for item in items {
                 let (Some(shard), Some(counter)) =

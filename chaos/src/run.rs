@@ -10,7 +10,6 @@ use anyhow::{Context, bail};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::watch;
-use tributary_client::Client;
 use tributary_testkit::{
     Cluster, ClusterControl, ClusterOptions, ContainerCluster, ContainerOptions, docker_available,
     wait_until,
@@ -66,11 +65,6 @@ pub async fn run(config: RunConfig) -> anyhow::Result<Summary> {
         node_args.push("--fault-ack-before-commit".to_string());
     }
     if config.containers {
-        if config.nemeses.contains(&Nemesis::Wipe) {
-            bail!(
-                "--nemesis wipe needs the process cluster: the container cluster cannot add a container to a running cluster yet"
-            );
-        }
         docker_available()
             .await
             .map_err(|why| anyhow::anyhow!("--containers needs a Docker engine: {why}"))?;
@@ -154,18 +148,6 @@ pub(crate) fn endpoints_of<C: ClusterControl>(cluster: &C) -> Vec<String> {
         .collect()
 }
 
-/// A client over every node, starting at node `first` (so clients spread their calls). The
-/// consumer workers keep theirs for the whole run: after nodes are replaced (`wipe`) they may
-/// find none of their nodes up while the last original ones are down.
-fn client_from<C: ClusterControl>(cluster: &C, first: usize) -> Client {
-    let mut endpoints = endpoints_of(cluster);
-    let shift = first % endpoints.len();
-    endpoints.rotate_left(shift);
-    Client::new(&endpoints)
-        .expect("valid endpoints")
-        .with_call_timeout(CALL_TIMEOUT)
-}
-
 async fn drive<C: ClusterControl>(cluster: &mut C, config: &RunConfig) -> Result<History, Aborted> {
     let admin = cluster.client();
     admin
@@ -224,18 +206,14 @@ async fn drive<C: ClusterControl>(cluster: &mut C, config: &RunConfig) -> Result
     let recorded = Arc::new(Mutex::new(consumers::Recorded::default()));
     let workers = consumers::spawn_workers(
         (0..consumers::WORKERS)
-            .map(|index| client_from(cluster, index + 1))
+            .map(|index| source(index + 1))
             .collect(),
         STREAM,
         clock,
         recorded.clone(),
         stop_rx.clone(),
     );
-    let monitor = tokio::spawn(consumers::monitor(
-        client_from(cluster, 0),
-        clock,
-        stop_rx.clone(),
-    ));
+    let monitor = tokio::spawn(consumers::monitor(source(0), clock, stop_rx.clone()));
 
     let mut nemeses = Nemeses::new(
         cluster,

@@ -153,7 +153,7 @@ async fn a_short_chaos_run_on_six_containers_holds_every_property() {
             "--duration",
             "45",
             "--nemesis",
-            "kill,pause,partition,az,majority",
+            "kill,pause,partition,az,majority,wipe",
             "--seed",
             "6",
             "--nodes",

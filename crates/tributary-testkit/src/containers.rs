@@ -72,6 +72,8 @@ struct ContainerNode {
     network: String,
     /// Which side of each partition since the last heal it is on ("1" inside, "0" outside).
     sides: String,
+    /// Lost with its disk and replaced ([`ClusterControl::replace`]): never started again.
+    retired: bool,
 }
 
 pub struct ContainerCluster {
@@ -80,6 +82,8 @@ pub struct ContainerCluster {
     /// Networks created for partitions, removed at heal.
     partition_networks: BTreeSet<String>,
     nodes: Vec<ContainerNode>,
+    image: String,
+    node_args: Vec<String>,
 }
 
 /// Whether a Docker engine answers; `Err` says why not (tests print it when they skip).
@@ -105,7 +109,6 @@ impl ContainerCluster {
         let docker = docker_client_instance()
             .await
             .context("connecting to the Docker engine")?;
-        let (name, tag) = split_image(&options.image);
         docker
             .inspect_image(&options.image)
             .await
@@ -132,6 +135,8 @@ impl ContainerCluster {
             main_network: main_network.clone(),
             partition_networks: BTreeSet::new(),
             nodes: Vec::new(),
+            image: options.image.clone(),
+            node_args: options.node_args.clone(),
         };
         let voters = options.metadata_voters_opt.unwrap_or(options.nodes);
         let peers = (1..=voters)
@@ -141,46 +146,55 @@ impl ContainerCluster {
         for index in 0..options.nodes {
             let id = index + 1;
             let az = format!("az-{}", index % options.azs + 1);
-            let grpc_port = free_port()?;
-            let http_port = free_port()?;
-            let mut command = vec![
-                "node".to_string(),
-                format!("--id={id}"),
-                format!("--az={az}"),
-                format!("--listen=0.0.0.0:{GRPC_PORT}"),
-                format!("--advertise=node{id}:{GRPC_PORT}"),
-                format!("--http-listen=0.0.0.0:{HTTP_PORT}"),
-                "--data-dir=/data".to_string(),
-                format!("--peers={peers}"),
-            ];
-            command.extend(options.node_args.iter().cloned());
-            let container = GenericImage::new(name, tag)
-                .with_exposed_port(GRPC_PORT.tcp())
-                .with_exposed_port(HTTP_PORT.tcp())
-                .with_cmd(command)
-                .with_env_var("RUST_LOG", "info,openraft=warn")
-                .with_mapped_port(grpc_port, ContainerPort::Tcp(GRPC_PORT))
-                .with_mapped_port(http_port, ContainerPort::Tcp(HTTP_PORT))
-                .start()
-                .await
-                .with_context(|| format!("starting node {id}'s container"))?;
-            let node = ContainerNode {
-                id,
-                az,
-                container,
-                grpc_port,
-                running: true,
-                paused: false,
-                network: main_network.clone(),
-                sides: String::new(),
-            };
-            cluster.connect(&node, &main_network).await?;
+            let node = cluster.launch(id, az, format!("--peers={peers}")).await?;
             cluster.nodes.push(node);
         }
         if let Err(error) = cluster.wait_ready().await {
             bail!("{error}\n{}", cluster.logs());
         }
         Ok(cluster)
+    }
+
+    /// Starts node `id`'s container (`contact` is its `--peers` or `--join` flag) and puts it on
+    /// the cluster network.
+    async fn launch(&self, id: u64, az: String, contact: String) -> anyhow::Result<ContainerNode> {
+        let (name, tag) = split_image(&self.image);
+        let grpc_port = free_port()?;
+        let http_port = free_port()?;
+        let mut command = vec![
+            "node".to_string(),
+            format!("--id={id}"),
+            format!("--az={az}"),
+            format!("--listen=0.0.0.0:{GRPC_PORT}"),
+            format!("--advertise=node{id}:{GRPC_PORT}"),
+            format!("--http-listen=0.0.0.0:{HTTP_PORT}"),
+            "--data-dir=/data".to_string(),
+            contact,
+        ];
+        command.extend(self.node_args.iter().cloned());
+        let container = GenericImage::new(name, tag)
+            .with_exposed_port(GRPC_PORT.tcp())
+            .with_exposed_port(HTTP_PORT.tcp())
+            .with_cmd(command)
+            .with_env_var("RUST_LOG", "info,openraft=warn")
+            .with_mapped_port(grpc_port, ContainerPort::Tcp(GRPC_PORT))
+            .with_mapped_port(http_port, ContainerPort::Tcp(HTTP_PORT))
+            .start()
+            .await
+            .with_context(|| format!("starting node {id}'s container"))?;
+        let node = ContainerNode {
+            id,
+            az,
+            container,
+            grpc_port,
+            running: true,
+            paused: false,
+            network: self.main_network.clone(),
+            sides: String::new(),
+            retired: false,
+        };
+        self.connect(&node, &self.main_network).await?;
+        Ok(node)
     }
 
     fn node(&self, id: u64) -> anyhow::Result<&ContainerNode> {
@@ -224,6 +238,9 @@ impl ContainerCluster {
     /// Moves every node to the network its partition sides name.
     async fn apply_networks(&mut self) -> anyhow::Result<()> {
         for index in 0..self.nodes.len() {
+            if self.nodes[index].retired {
+                continue;
+            }
             let wanted = if self.nodes[index].sides.is_empty() {
                 self.main_network.clone()
             } else {
@@ -252,7 +269,11 @@ impl ContainerCluster {
 
 impl ClusterControl for ContainerCluster {
     fn node_ids(&self) -> Vec<u64> {
-        self.nodes.iter().map(|n| n.id).collect()
+        self.nodes
+            .iter()
+            .filter(|n| !n.retired)
+            .map(|n| n.id)
+            .collect()
     }
 
     fn az_of(&self, id: u64) -> String {
@@ -377,16 +398,32 @@ impl ClusterControl for ContainerCluster {
         let running: Vec<u64> = self
             .nodes
             .iter()
-            .filter(|n| n.running)
+            .filter(|n| n.running && !n.retired)
             .map(|n| n.id)
             .collect();
         wait_until_ready(self, &running, Duration::from_secs(60)).await
     }
 
+    /// Kills node `id`'s container for good (its filesystem, the node's data, goes with it at
+    /// teardown) and starts a new container in its AZ that joins through a running node.
     async fn replace(&mut self, id: u64) -> anyhow::Result<u64> {
-        bail!(
-            "replacing node {id}: the container cluster cannot add a container to a running cluster yet (the process cluster can)"
-        )
+        if self.node(id)?.running {
+            ClusterControl::kill(self, id).await?;
+        }
+        self.node_mut(id)?.retired = true;
+        let az = self.node(id)?.az.clone();
+        let contact = self
+            .nodes
+            .iter()
+            .find(|n| n.running && !n.paused && !n.retired)
+            .map(|n| n.id)
+            .context("no running node to join through")?;
+        let new_id = self.nodes.len() as u64 + 1;
+        let node = self
+            .launch(new_id, az, format!("--join=node{contact}:{GRPC_PORT}"))
+            .await?;
+        self.nodes.push(node);
+        Ok(new_id)
     }
 }
 
