@@ -320,3 +320,33 @@ async fn children_wait_for_their_parents_across_a_split_and_a_merge() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_restarted_under_its_id_takes_its_leases_back() {
+    let cluster = start_cluster(3, 3).await;
+    let client = cluster.client();
+    client.create_stream("again", 2, None).await.unwrap();
+    let (first, failed) = put_records(&client, "again", "first", 50).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let mut solo = worker(&cluster, "again", "app", "solo");
+    wait_all_processed(&[&solo], &first).await;
+
+    // The only worker crashes and comes back under the same id (a restarted pod, say): its
+    // leases name it as owner, yet no one renews them. It must take them back and go on.
+    solo.child.kill().unwrap();
+    solo.child.wait().unwrap();
+    let (second, failed) = put_records(&client, "again", "second", 50).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let restarted = Instant::now();
+    let again = worker(&cluster, "again", "app", "solo");
+    wait_all_processed(&[&again], &second).await;
+    eprintln!(
+        "the restarted worker went on after {:?}",
+        restarted.elapsed()
+    );
+    assert!(
+        restarted.elapsed() < Duration::from_millis(FAILOVER_MS * 3 + 5_000),
+        "took {:?}",
+        restarted.elapsed()
+    );
+}

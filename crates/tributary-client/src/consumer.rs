@@ -446,9 +446,12 @@ impl<F: ProcessorFactory> Worker<F> {
                 *seen = (counter, now);
             }
             match text(lease, LEASE_OWNER) {
-                Some(owner) if owner == me => {
+                Some(owner) if owner == me && self.running.contains_key(key) => {
                     owners.entry(me.clone()).or_default().push(key.into())
                 }
+                // Ours from an earlier life of this worker id (a crash, a restart): nobody
+                // renews it, so take it back at once rather than leave it to expire.
+                Some(owner) if owner == me => expired.push((key.to_string(), counter)),
                 Some(owner) if now.duration_since(seen.1) < self.config.failover_time => owners
                     .entry(owner.to_string())
                     .or_default()
