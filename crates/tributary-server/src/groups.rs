@@ -53,6 +53,14 @@ impl Groups {
             .collect()
     }
 
+    /// The groups whose leader, as this node's replica knows it, is `node`.
+    pub fn led_by(&self, node: NodeId) -> Vec<Arc<ShardGroup>> {
+        self.all()
+            .into_iter()
+            .filter(|group| group.current_leader() == Some(node))
+            .collect()
+    }
+
     pub fn ids(&self) -> Vec<GroupId> {
         self.map
             .read()

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
-use openraft::{BasicNode, ChangeMembers};
+use openraft::{BasicNode, ChangeMembers, Membership};
 use tributary_raft::meta::MetaCommand;
 use tributary_types::NodeId;
 
@@ -104,13 +104,7 @@ async fn start_moves(node: &Node) {
 /// then one of an AZ the other voters are not in. The leaving voter stays a learner until it
 /// holds nothing, so it still learns which of its replicas have moved.
 async fn replace_metadata_voters(node: &Node) {
-    let membership = node
-        .meta_raft
-        .metrics()
-        .borrow_watched()
-        .membership_config
-        .membership()
-        .clone();
+    let membership = membership_of(&node.meta_raft);
     if membership.get_joint_config().len() > 1 {
         return;
     }
@@ -189,13 +183,7 @@ async fn forget_emptied_nodes(node: &Node) {
             .collect()
     });
     for id in emptied {
-        let membership = node
-            .meta_raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .membership()
-            .clone();
+        let membership = membership_of(&node.meta_raft);
         if membership.voter_ids().any(|voter| voter == id) {
             continue;
         }
@@ -227,13 +215,7 @@ pub(crate) async fn carry_out_moves(node: Arc<Node>) {
     let busy: Arc<Mutex<HashSet<tributary_types::GroupId>>> = Arc::default();
     let mut changes = node.meta.changes();
     loop {
-        let led: Vec<Arc<ShardGroup>> = node
-            .groups
-            .all()
-            .into_iter()
-            .filter(|group| group.current_leader() == Some(node.id()))
-            .collect();
-        for group in led {
+        for group in node.groups.led_by(node.id()) {
             let shard_opt = node.meta.read(|state| {
                 state
                     .streams
@@ -262,6 +244,19 @@ pub(crate) async fn carry_out_moves(node: Arc<Node>) {
     }
 }
 
+/// A group's current membership (its voters and learners), as its Raft instance knows it.
+fn membership_of<C, SM>(raft: &openraft::Raft<C, SM>) -> Membership<NodeId, BasicNode>
+where
+    C: openraft::RaftTypeConfig<NodeId = NodeId, Node = BasicNode>,
+    SM: openraft::storage::RaftStateMachine<C>,
+{
+    raft.metrics()
+        .borrow_watched()
+        .membership_config
+        .membership()
+        .clone()
+}
+
 /// Takes one move as far as it can go from this leader (see the module docs).
 async fn advance_move(
     node: &Node,
@@ -270,12 +265,7 @@ async fn advance_move(
     ReplicaMove { from, to, .. }: ReplicaMove,
 ) -> Result<(), String> {
     let raft = &group.raft;
-    let membership = raft
-        .metrics()
-        .borrow_watched()
-        .membership_config
-        .membership()
-        .clone();
+    let membership = membership_of(raft);
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let done =
         membership.get_joint_config().len() == 1 && voters.contains(&to) && !voters.contains(&from);

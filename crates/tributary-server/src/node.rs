@@ -618,12 +618,7 @@ where
 /// Moves leadership of every shard this node leads to another voter, waiting a bounded time.
 async fn hand_off_leadership(node: &Arc<Node>) {
     let deadline = tokio::time::Instant::now() + LEADERSHIP_HANDOFF_TIMEOUT;
-    let led: Vec<Arc<ShardGroup>> = node
-        .groups
-        .all()
-        .into_iter()
-        .filter(|group| group.current_leader() == Some(node.id()))
-        .collect();
+    let led = node.groups.led_by(node.id());
     for group in &led {
         if let Some(target) = most_caught_up_voter(&group.raft, node.id())
             && let Err(error) = group.raft.trigger().transfer_leader(target).await
