@@ -89,6 +89,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<Summary> {
             metadata_voters_opt: Some(3),
             node_args,
             fault_injection: true,
+            kinesis: false,
         };
         let mut cluster = Cluster::start(&config.binary, options)
             .await

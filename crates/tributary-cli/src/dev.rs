@@ -11,6 +11,8 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 use tributary_client::Client;
+use tributary_server::config::KinesisAuthMode;
+use tributary_server::kinesis_wire::arn::DEFAULT_REGION;
 
 /// How long to wait for the cluster to become healthy.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -33,6 +35,16 @@ pub struct DevArgs {
     /// Per-shard throughput limits of every node: kinesis or off (benchmarks).
     #[arg(long, value_enum, default_value = "kinesis")]
     shard_limits: tributary_server::config::ShardLimits,
+    /// Node i serves the Kinesis-compatible HTTP API on kinesis-port + i - 1 (0 turns it off).
+    #[arg(long, default_value_t = tributary_server::kinesis::DEV_PORT)]
+    kinesis_port: u16,
+    /// How the Kinesis API authenticates: none (the default here, for local development) or
+    /// sigv4 (then give --kinesis-access-key).
+    #[arg(long, value_enum, default_value = "none")]
+    kinesis_auth: KinesisAuthMode,
+    /// An access key for --kinesis-auth sigv4, as ACCESS_KEY_ID:SECRET_ACCESS_KEY.
+    #[arg(long = "kinesis-access-key")]
+    kinesis_access_keys: Vec<String>,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
@@ -54,7 +66,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         let az = format!("az-{}", i % args.azs + 1);
         let data_dir = args.data_dir.join(format!("node-{id}"));
         let http = format!("127.0.0.1:{}", args.base_port + HTTP_PORT_OFFSET + i);
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        if !args.kinesis_access_keys.is_empty() {
+            // Secrets go through the environment, not the command line `ps` shows.
+            command.env(
+                "TRIBUTARY_KINESIS_ACCESS_KEYS",
+                args.kinesis_access_keys.join(","),
+            );
+        }
+        let child = command
             .args([
                 "node",
                 "--id",
@@ -68,6 +88,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             .arg(&data_dir)
             .args(["--peers", &peers.join(","), "--http-listen", &http])
             .args(["--shard-limits", limits_flag(args.shard_limits)])
+            .args(kinesis_flags(&args, i))
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting node {id}"))?;
@@ -82,6 +103,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&endpoints)?;
     wait_until_ready(&client, usize::from(args.nodes)).await?;
     println!("endpoints: {}", endpoints.join(","));
+    if args.kinesis_port != 0 {
+        let auth = match args.kinesis_auth {
+            KinesisAuthMode::None => "no authentication",
+            KinesisAuthMode::Sigv4 => "SigV4",
+        };
+        println!(
+            "kinesis endpoint: http://127.0.0.1:{} (every node: ports {}..{}; region {DEFAULT_REGION}, {auth})",
+            args.kinesis_port,
+            args.kinesis_port,
+            args.kinesis_port + args.nodes - 1
+        );
+        println!(
+            "  aws kinesis list-streams --endpoint-url http://127.0.0.1:{} --region {DEFAULT_REGION}",
+            args.kinesis_port
+        );
+    }
     println!("export TRIBUTARY_ENDPOINT={}", endpoints.join(","));
     println!(
         "tributary dev ready: {} nodes in {} AZs (Ctrl-C to stop)",
@@ -109,6 +146,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `tributary node` flags of node `index` (from 0) for the Kinesis endpoint.
+fn kinesis_flags(args: &DevArgs, index: u16) -> Vec<String> {
+    if args.kinesis_port == 0 {
+        return Vec::new();
+    }
+    vec![
+        "--kinesis-listen".to_string(),
+        format!("127.0.0.1:{}", args.kinesis_port + index),
+        "--kinesis-auth".to_string(),
+        match args.kinesis_auth {
+            KinesisAuthMode::None => "none".to_string(),
+            KinesisAuthMode::Sigv4 => "sigv4".to_string(),
+        },
+    ]
 }
 
 fn limits_flag(limits: tributary_server::config::ShardLimits) -> &'static str {

@@ -48,7 +48,7 @@ impl ClientArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Run one node.
-    Node(node::NodeArgs),
+    Node(Box<node::NodeArgs>),
     /// Start a local cluster of child node processes and stop it on Ctrl-C.
     Dev(dev::DevArgs),
     /// Inspect the cluster.
@@ -118,7 +118,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Node(args) => {
                 init_tracing("info,openraft=warn");
-                node::run(args).await
+                node::run(*args).await
             }
             Command::Dev(args) => {
                 init_tracing("info,openraft=warn");

@@ -8,8 +8,12 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tributary_server::config::{
     DEFAULT_ADMIN_TIMEOUT_MS, DEFAULT_RETENTION_HOUR_MS, DEFAULT_SCALING_WINDOW_MS,
-    DEFAULT_WRITE_TIMEOUT_MS, FaultConfig, FileConfig, ShardLimits, parse_peers,
+    DEFAULT_WRITE_TIMEOUT_MS, FaultConfig, FileConfig, KinesisAuthMode, ShardLimits, parse_peers,
 };
+use tributary_server::kinesis::{KinesisAuth, KinesisConfig};
+use tributary_server::kinesis_wire::Arns;
+use tributary_server::kinesis_wire::arn::{DEFAULT_ACCOUNT_ID, DEFAULT_REGION};
+use tributary_server::kinesis_wire::sigv4::Credentials;
 use tributary_server::{Node, NodeConfig};
 
 #[derive(clap::Args, Clone, Debug)]
@@ -51,6 +55,33 @@ pub struct NodeArgs {
     /// an adjacent pair below 25% together before it is merged (default 60000; at least 1000).
     #[arg(long, env = "TRIBUTARY_SCALING_WINDOW_MS")]
     scaling_window_ms: Option<u64>,
+    /// The AWS region this cluster's stream ARNs name and SigV4 signatures must be scoped to
+    /// (default us-east-1). Give every node the same value.
+    #[arg(long, env = "TRIBUTARY_REGION")]
+    region: Option<String>,
+    /// The 12-digit account id stream ARNs name (default 000000000000). Give every node the same.
+    #[arg(long, env = "TRIBUTARY_ACCOUNT_ID")]
+    account_id: Option<String>,
+    /// Serve the Kinesis-compatible HTTP API (AWS SDKs, AWS CLI, KCL) here. Default: off.
+    #[arg(long, env = "TRIBUTARY_KINESIS_LISTEN")]
+    kinesis_listen: Option<String>,
+    /// How the Kinesis API authenticates requests: sigv4 (default; needs access keys) or none
+    /// (local development only: anyone who reaches the port may do anything).
+    #[arg(long, env = "TRIBUTARY_KINESIS_AUTH", value_enum)]
+    kinesis_auth: Option<KinesisAuthMode>,
+    /// An access key the Kinesis API accepts, as ACCESS_KEY_ID:SECRET_ACCESS_KEY (repeat the
+    /// flag, or separate keys with commas in the variable).
+    #[arg(
+        long = "kinesis-access-key",
+        env = "TRIBUTARY_KINESIS_ACCESS_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    kinesis_access_keys: Vec<String>,
+    /// A file of access keys: AWS shared-credentials format (`~/.aws/credentials` works) or one
+    /// ACCESS_KEY_ID:SECRET_ACCESS_KEY per line.
+    #[arg(long, env = "TRIBUTARY_KINESIS_CREDENTIALS_FILE")]
+    kinesis_credentials_file: Option<PathBuf>,
     /// A TOML file with any of these settings (flags and TRIBUTARY_* variables win).
     #[arg(long, env = "TRIBUTARY_CONFIG")]
     config: Option<PathBuf>,
@@ -93,6 +124,49 @@ fn build_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
         ),
         None => None,
     };
+    let kinesis_opt = match args.kinesis_listen.or(file.kinesis_listen) {
+        Some(text) => {
+            let listen = text
+                .parse()
+                .with_context(|| format!("--kinesis-listen {text} is not host:port"))?;
+            let auth = match args
+                .kinesis_auth
+                .or(file.kinesis_auth)
+                .unwrap_or(KinesisAuthMode::Sigv4)
+            {
+                KinesisAuthMode::None => KinesisAuth::None,
+                KinesisAuthMode::Sigv4 => {
+                    let mut credentials = Credentials::default();
+                    for pair in &args.kinesis_access_keys {
+                        credentials
+                            .insert_pair(pair)
+                            .map_err(|e| anyhow::anyhow!("--kinesis-access-key: {e}"))?;
+                    }
+                    if let Some(path) = args
+                        .kinesis_credentials_file
+                        .or(file.kinesis_credentials_file)
+                    {
+                        credentials
+                            .load_file(&path)
+                            .map_err(|e| anyhow::anyhow!("--kinesis-credentials-file {e}"))?;
+                    }
+                    KinesisAuth::SigV4(credentials)
+                }
+            };
+            Some(KinesisConfig { listen, auth })
+        }
+        None => None,
+    };
+    let arns = Arns {
+        region: args
+            .region
+            .or(file.region)
+            .unwrap_or_else(|| DEFAULT_REGION.to_string()),
+        account_id: args
+            .account_id
+            .or(file.account_id)
+            .unwrap_or_else(|| DEFAULT_ACCOUNT_ID.to_string()),
+    };
     let config = NodeConfig {
         id,
         az,
@@ -126,6 +200,8 @@ fn build_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
             cut: args.fault_cut.iter().copied().collect(),
             ack_before_commit: args.fault_ack_before_commit,
         }),
+        arns,
+        kinesis_opt,
     };
     config.validate()?;
     Ok(config)

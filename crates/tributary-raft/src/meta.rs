@@ -56,6 +56,13 @@ pub enum MetaCommand {
         name: StreamName,
         keys: Vec<String>,
     },
+    /// Enhanced monitoring: the full set of shard-level metrics enabled on the stream after an
+    /// Enable/DisableEnhancedMonitoring call (recorded and reported; Tributary's own per-shard
+    /// metrics are always exported).
+    SetShardLevelMetrics {
+        name: StreamName,
+        metrics: Vec<String>,
+    },
     RegisterConsumer {
         name: StreamName,
         consumer: ConsumerName,
@@ -187,6 +194,9 @@ impl fmt::Display for MetaCommand {
                 write!(f, "update-retention({name}, {hours}h)")
             }
             MetaCommand::AddTags { name, tags } => write!(f, "add-tags({name}, {})", tags.len()),
+            MetaCommand::SetShardLevelMetrics { name, metrics } => {
+                write!(f, "set-shard-level-metrics({name}, {})", metrics.join(","))
+            }
             MetaCommand::RemoveTags { name, keys } => {
                 write!(f, "remove-tags({name}, {})", keys.len())
             }

@@ -12,8 +12,8 @@ use tributary_types::{
 };
 
 use crate::api::{
-    ClusterStatus, ConsumerDescription, MoveStatus, NodeStatus, Page, ReplicaDescription,
-    ShardDescription, StreamDescription, StreamSummary,
+    ClusterStatus, ConsumerDescription, Limits, MoveStatus, NodeStatus, Page, ReplicaDescription,
+    ShardDescription, ShardLevelMetricsChange, StreamDescription, StreamSummary,
 };
 use crate::meta::listing::{ShardFilter, filter_shards};
 use crate::meta::state::validate_create;
@@ -31,6 +31,17 @@ pub const MAX_LIST_LIMIT: u32 = 10_000;
 pub const MAX_DESCRIBE_SHARDS: u32 = 100;
 /// ListTagsForStream's default and largest page.
 pub const MAX_LIST_TAGS_LIMIT: u32 = 50;
+
+/// Enhanced monitoring's shard-level metric names (Kinesis' enum, without `ALL`).
+pub const SHARD_LEVEL_METRICS: [&str; 7] = [
+    "IncomingBytes",
+    "IncomingRecords",
+    "OutgoingBytes",
+    "OutgoingRecords",
+    "WriteProvisionedThroughputExceeded",
+    "ReadProvisionedThroughputExceeded",
+    "IteratorAgeMilliseconds",
+];
 
 /// Options of CreateStream beyond the name.
 #[derive(Debug, Clone, Default)]
@@ -268,6 +279,7 @@ impl Node {
             shards,
             mode: stream.mode,
             has_more_shards,
+            shard_level_metrics: stream.shard_level_metrics.into_iter().collect(),
         })
     }
 
@@ -317,6 +329,77 @@ impl Node {
             mode: stream.mode,
             retention_hours: stream.retention_hours,
             created_at_ms: stream.created_at_ms,
+            shard_level_metrics: stream.shard_level_metrics.into_iter().collect(),
+        })
+    }
+
+    /// DescribeLimits: what this cluster holds now (it has no account-wide quotas).
+    pub async fn describe_limits(&self) -> Limits {
+        self.catch_up_metadata().await;
+        self.meta.read(|state| Limits {
+            open_shard_count: state
+                .streams
+                .values()
+                .map(|stream| stream.open_shard_count() as u32)
+                .sum(),
+            on_demand_stream_count: state
+                .streams
+                .values()
+                .filter(|stream| stream.mode == StreamMode::OnDemand)
+                .count() as u32,
+        })
+    }
+
+    /// Enable/DisableEnhancedMonitoring: records the stream's shard-level metrics (`ALL` stands
+    /// for every one). Tributary exports its per-shard metrics whatever is set here.
+    pub async fn update_shard_level_metrics(
+        &self,
+        name: &str,
+        metrics: &[String],
+        enable: bool,
+    ) -> Result<ShardLevelMetricsChange, Error> {
+        let name: StreamName = name.parse()?;
+        if metrics.is_empty() || metrics.len() > SHARD_LEVEL_METRICS.len() {
+            return Err(Error::invalid_argument(format!(
+                "Value at 'shardLevelMetrics' failed to satisfy constraint: Member must have between 1 and {} items",
+                SHARD_LEVEL_METRICS.len()
+            )));
+        }
+        let mut named = std::collections::BTreeSet::new();
+        for metric in metrics {
+            match metric.as_str() {
+                "ALL" => named.extend(SHARD_LEVEL_METRICS.iter().map(|m| m.to_string())),
+                known if SHARD_LEVEL_METRICS.contains(&known) => {
+                    named.insert(known.to_string());
+                }
+                other => {
+                    return Err(Error::invalid_argument(format!(
+                        "Value '{other}' at 'shardLevelMetrics' failed to satisfy constraint: Member must satisfy enum value set: [{}, ALL]",
+                        SHARD_LEVEL_METRICS.join(", ")
+                    )));
+                }
+            }
+        }
+        let stream = self.stream_meta(&name).await?;
+        let current: Vec<String> = stream.shard_level_metrics.iter().cloned().collect();
+        let desired: Vec<String> = if enable {
+            stream.shard_level_metrics.union(&named).cloned().collect()
+        } else {
+            stream
+                .shard_level_metrics
+                .difference(&named)
+                .cloned()
+                .collect()
+        };
+        self.meta_write(MetaCommand::SetShardLevelMetrics {
+            name: name.clone(),
+            metrics: desired.clone(),
+        })
+        .await?;
+        Ok(ShardLevelMetricsChange {
+            stream: name,
+            current,
+            desired,
         })
     }
 

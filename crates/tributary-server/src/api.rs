@@ -67,6 +67,8 @@ pub struct StreamDescription {
     pub shards: Vec<ShardDescription>,
     pub mode: StreamMode,
     pub has_more_shards: bool,
+    /// Enhanced monitoring's shard-level metrics, as last set.
+    pub shard_level_metrics: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +80,23 @@ pub struct StreamSummary {
     pub created_at_ms: u64,
     pub open_shard_count: u32,
     pub consumer_count: u32,
+    pub shard_level_metrics: Vec<String>,
+}
+
+/// What DescribeLimits reports. Tributary has no account-wide quotas: each stream may have up to
+/// `MAX_SHARDS_PER_STREAM` shards, and any number of streams may be ON_DEMAND.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub open_shard_count: u32,
+    pub on_demand_stream_count: u32,
+}
+
+/// Enhanced monitoring's shard-level metrics before and after an Enable/Disable call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardLevelMetricsChange {
+    pub stream: StreamName,
+    pub current: Vec<String>,
+    pub desired: Vec<String>,
 }
 
 /// One page of a listing and the token for the next, if there is one.

@@ -32,6 +32,16 @@ pub enum ShardLimits {
     Off,
 }
 
+/// How the Kinesis endpoint authenticates requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum KinesisAuthMode {
+    /// AWS Signature Version 4 against the configured access keys (the default).
+    Sigv4,
+    /// No authentication, for local development only.
+    None,
+}
+
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub id: NodeId,
@@ -56,6 +66,10 @@ pub struct NodeConfig {
     pub scaling_window: Duration,
     /// Fault injection for the chaos suite (`--fault-injection`); `None` in every real deployment.
     pub faults_opt: Option<FaultConfig>,
+    /// The region and account stream ARNs name (`--region`, `--account-id`).
+    pub arns: tributary_kinesis::Arns,
+    /// The Kinesis-compatible HTTP endpoint (`--kinesis-listen`), when served.
+    pub kinesis_opt: Option<crate::kinesis::KinesisConfig>,
 }
 
 /// Faults a chaos test may inject into a node. Flags only, never in the config file.
@@ -85,6 +99,11 @@ pub struct FileConfig {
     pub shard_limits: Option<ShardLimits>,
     pub retention_hour_ms: Option<u64>,
     pub scaling_window_ms: Option<u64>,
+    pub region: Option<String>,
+    pub account_id: Option<String>,
+    pub kinesis_listen: Option<String>,
+    pub kinesis_auth: Option<KinesisAuthMode>,
+    pub kinesis_credentials_file: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -137,8 +156,39 @@ impl NodeConfig {
         if self.retention_hour_ms == 0 {
             bail!("--retention-hour-ms must be positive");
         }
+        validate_arns(&self.arns)?;
+        if let Some(kinesis) = &self.kinesis_opt
+            && let crate::kinesis::KinesisAuth::SigV4(credentials) = &kinesis.auth
+            && credentials.is_empty()
+        {
+            bail!(
+                "the Kinesis endpoint verifies SigV4 signatures but no access key is configured: \
+                 give --kinesis-access-key ACCESS_KEY_ID:SECRET or --kinesis-credentials-file FILE, \
+                 or --kinesis-auth none for local development"
+            );
+        }
         Ok(())
     }
+}
+
+/// Regions look like `us-east-1`; accounts are 12 digits, as in AWS ARNs.
+fn validate_arns(arns: &tributary_kinesis::Arns) -> anyhow::Result<()> {
+    let region_ok = !arns.region.is_empty()
+        && arns.region.len() <= 32
+        && arns
+            .region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !region_ok {
+        bail!(
+            "--region '{}' must be lower-case letters, digits and '-', like us-east-1",
+            arns.region
+        );
+    }
+    if arns.account_id.len() != 12 || !arns.account_id.chars().all(|c| c.is_ascii_digit()) {
+        bail!("--account-id '{}' must be 12 digits", arns.account_id);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! - `lifecycle`: the stream driver (CREATING/UPDATING → ACTIVE, DELETING → gone).
 //! - `moves`: node removal (replica moves through Raft membership changes).
 //! - [`service`]: the domain API trait and the thin gRPC shims over it.
+//! - [`kinesis`]: the Kinesis-compatible HTTP endpoint, another thin adapter over the same API.
 
 pub mod admin;
 pub mod api;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod fanout;
 mod groups;
 mod http;
+pub mod kinesis;
 mod lifecycle;
 pub mod limits;
 pub mod meta;
@@ -34,6 +36,8 @@ mod writes;
 
 pub use config::NodeConfig;
 pub use node::Node;
+/// The Kinesis wire protocol crate, for the CLI's flags.
+pub use tributary_kinesis as kinesis_wire;
 pub use writes::ProducerSequence;
 
 /// Wall-clock milliseconds since the Unix epoch (arrival timestamps, iterator issue times).

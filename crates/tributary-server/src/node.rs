@@ -62,6 +62,7 @@ pub struct RunningNode {
     pub node: Arc<Node>,
     pub grpc_address: std::net::SocketAddr,
     pub http_address_opt: Option<std::net::SocketAddr>,
+    pub kinesis_address_opt: Option<std::net::SocketAddr>,
     grpc_task: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
 }
@@ -172,6 +173,15 @@ impl Node {
             ),
             None => None,
         };
+        let kinesis_listener_opt = match &config.kinesis_opt {
+            Some(kinesis) => Some((
+                TcpListener::bind(kinesis.listen)
+                    .await
+                    .with_context(|| format!("binding the Kinesis endpoint {}", kinesis.listen))?,
+                kinesis.auth.clone(),
+            )),
+            None => None,
+        };
         let (stop_tx, _) = watch::channel(false);
         let node = Arc::new(Node {
             config,
@@ -202,6 +212,23 @@ impl Node {
             None => None,
         };
 
+        let kinesis_address_opt = match kinesis_listener_opt {
+            Some((listener, auth)) => {
+                let address = listener.local_addr()?;
+                if matches!(auth, crate::kinesis::KinesisAuth::None) {
+                    tracing::warn!(%address, "the Kinesis endpoint accepts UNAUTHENTICATED requests (--kinesis-auth none)");
+                }
+                tracing::info!(%address, region = %node.config.arns.region, account = %node.config.arns.account_id, "serving the Kinesis API");
+                background.push(tokio::spawn(crate::kinesis::serve(
+                    node.clone(),
+                    listener,
+                    auth,
+                )));
+                Some(address)
+            }
+            None => None,
+        };
+
         // Initial voters form group 0; any other node joins it as a learner once registered.
         if fresh && node.config.peers.contains_key(&node.id()) {
             initialize_metadata_group(&node).await?;
@@ -225,6 +252,7 @@ impl Node {
             node,
             grpc_address,
             http_address_opt,
+            kinesis_address_opt,
             grpc_task,
             background,
         })

@@ -46,6 +46,17 @@ pub fn record_put_latency(seconds: f64) {
     histogram!("tributary_put_latency_seconds").record(seconds);
 }
 
+/// One request to the Kinesis endpoint: counted per operation, errors per exception name.
+pub fn record_kinesis_request(operation: &str, error_opt: Option<&'static str>, seconds: f64) {
+    let operation = operation.to_string();
+    counter!("tributary_kinesis_requests_total", "operation" => operation.clone()).increment(1);
+    if let Some(name) = error_opt {
+        counter!("tributary_kinesis_errors_total", "operation" => operation.clone(), "type" => name)
+            .increment(1);
+    }
+    histogram!("tributary_kinesis_request_seconds", "operation" => operation).record(seconds);
+}
+
 pub fn record_error(code: ErrorCode) {
     counter!("tributary_errors_total", "code" => code.as_str()).increment(1);
 }

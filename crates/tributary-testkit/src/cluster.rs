@@ -33,6 +33,9 @@ pub struct ClusterOptions {
     pub node_args: Vec<String>,
     /// Start nodes with `--fault-injection`, which [`Cluster::partition`] needs.
     pub fault_injection: bool,
+    /// Serve the Kinesis HTTP API on every node (`--kinesis-listen` on a free port); its
+    /// authentication flags go in `node_args`.
+    pub kinesis: bool,
 }
 
 impl Default for ClusterOptions {
@@ -43,6 +46,7 @@ impl Default for ClusterOptions {
             metadata_voters_opt: None,
             node_args: Vec::new(),
             fault_injection: false,
+            kinesis: false,
         }
     }
 }
@@ -52,6 +56,8 @@ pub struct NodeHandle {
     pub az: String,
     pub address: String,
     pub http_address: String,
+    /// The Kinesis HTTP API's address, served when the cluster was started with `kinesis`.
+    pub kinesis_address: String,
     pub data_dir: PathBuf,
     log_path: PathBuf,
     child_opt: Option<Child>,
@@ -84,6 +90,7 @@ pub struct Cluster {
     nodes: Vec<NodeHandle>,
     node_args: Vec<String>,
     fault_injection: bool,
+    kinesis: bool,
     /// For each node, the peers it is cut off from (see [`Cluster::partition`]).
     cuts: BTreeMap<u64, BTreeSet<u64>>,
     dir: TempDir,
@@ -144,6 +151,7 @@ impl Cluster {
                 az: format!("az-{}", index % options.azs + 1),
                 address: format!("127.0.0.1:{}", free_port()?),
                 http_address: format!("127.0.0.1:{}", free_port()?),
+                kinesis_address: format!("127.0.0.1:{}", free_port()?),
                 data_dir: dir.path().join(format!("node-{id}")),
                 log_path: dir.path().join(format!("node-{id}.log")),
                 child_opt: None,
@@ -165,6 +173,7 @@ impl Cluster {
             nodes,
             node_args: options.node_args.clone(),
             fault_injection: options.fault_injection,
+            kinesis: options.kinesis,
             cuts: BTreeMap::new(),
             dir,
         };
@@ -240,6 +249,9 @@ impl Cluster {
             }
         }
         let node = &mut self.nodes[(id - 1) as usize];
+        if self.kinesis {
+            node_args.push(format!("--kinesis-listen={}", node.kinesis_address));
+        }
         if node.child_opt.is_some() {
             bail!("node {id} is already running");
         }
@@ -290,6 +302,7 @@ impl Cluster {
             az: az.to_string(),
             address: format!("127.0.0.1:{}", free_port()?),
             http_address: format!("127.0.0.1:{}", free_port()?),
+            kinesis_address: format!("127.0.0.1:{}", free_port()?),
             data_dir: self.dir.path().join(format!("node-{id}")),
             log_path: self.dir.path().join(format!("node-{id}.log")),
             child_opt: None,

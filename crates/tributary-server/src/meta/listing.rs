@@ -137,6 +137,7 @@ mod tests {
             consumers: BTreeMap::new(),
             next_shard_index: 4,
             scalings_ms: Vec::new(),
+            shard_level_metrics: Default::default(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The metadata catalogue and its pure apply function: `apply(state, command) -> result`.
 //! Everything here is deterministic, so every replica of group 0 reaches the same state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use tributary_raft::meta::{MetaCommand, RetentionChange};
@@ -103,6 +103,8 @@ pub struct StreamMeta {
     pub next_shard_index: u32,
     /// When UpdateShardCount ran, within the last 24 hours (at most 10 there, as in Kinesis).
     pub scalings_ms: Vec<u64>,
+    /// Enhanced monitoring's shard-level metrics, as last set (recorded and reported).
+    pub shard_level_metrics: BTreeSet<String>,
 }
 
 impl StreamMeta {
@@ -335,6 +337,12 @@ impl MetaState {
                 stream.tags.extend(tags.iter().cloned());
                 Ok(())
             }
+            MetaCommand::SetShardLevelMetrics { name, metrics } => {
+                let stream = self.stream_mut(name)?;
+                stream.require_usable("enhanced monitoring")?;
+                stream.shard_level_metrics = metrics.iter().cloned().collect();
+                Ok(())
+            }
             MetaCommand::RemoveTags { name, keys } => {
                 let stream = self.stream_mut(name)?;
                 stream.require_usable("untagging")?;
@@ -531,6 +539,7 @@ impl MetaState {
             consumers: BTreeMap::new(),
             next_shard_index: shard_count,
             scalings_ms: Vec::new(),
+            shard_level_metrics: Default::default(),
         };
         self.streams.insert(name.clone(), stream);
         Ok(())

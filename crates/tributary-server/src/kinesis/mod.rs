@@ -1,0 +1,229 @@
+//! The Kinesis-compatible HTTP endpoint (`--kinesis-listen`): unchanged AWS SDKs, the AWS CLI and
+//! Kinesis tools talk to a node as they would to Kinesis. `POST /` with
+//! `X-Amz-Target: Kinesis_20131202.<Operation>` and a JSON 1.1 or CBOR 1.1 body; requests are
+//! verified with SigV4 unless the node runs with `--kinesis-auth none`. Each operation is a thin
+//! adapter over the same [`Node`] methods the gRPC service calls ([`ops`]); the wire format
+//! itself lives in `tributary-kinesis`.
+
+mod ops;
+mod shapes;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
+use futures::StreamExt;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tributary_kinesis::sigv4::{self, Credentials, Verifier};
+use tributary_kinesis::{Encoding, KinesisError, TARGET_PREFIX, eventstream};
+
+use crate::node::Node;
+use crate::telemetry;
+use ops::{Operations, Reply};
+
+/// The largest request body accepted (a full PutRecords is 5 MiB before base64; kinesalite's
+/// bound). Larger bodies get HTTP 413.
+pub const MAX_REQUEST_BYTES: usize = 7 * 1024 * 1024;
+/// The port `tributary dev` serves the endpoint on (node 1; node i on this + i - 1).
+pub const DEV_PORT: u16 = 4567;
+/// SubscribeToShard's response type.
+const EVENT_STREAM_CONTENT_TYPE: &str = "application/vnd.amazon.eventstream";
+
+/// How requests are authenticated.
+#[derive(Debug, Clone)]
+pub enum KinesisAuth {
+    /// AWS Signature Version 4 against these access keys (the default).
+    SigV4(Credentials),
+    /// No authentication: local development only (`tributary dev`).
+    None,
+}
+
+/// The endpoint's settings.
+#[derive(Debug, Clone)]
+pub struct KinesisConfig {
+    pub listen: std::net::SocketAddr,
+    pub auth: KinesisAuth,
+}
+
+struct Endpoint {
+    operations: Operations,
+    verifier_opt: Option<Verifier>,
+}
+
+/// Serves the endpoint until the node stops.
+pub async fn serve(node: Arc<Node>, listener: TcpListener, auth: KinesisAuth) {
+    let mut stop = node.stop_signal();
+    let arns = node.config.arns.clone();
+    let verifier_opt = match auth {
+        KinesisAuth::SigV4(credentials) => Some(Verifier {
+            region: arns.region.clone(),
+            credentials,
+        }),
+        KinesisAuth::None => None,
+    };
+    let endpoint = Arc::new(Endpoint {
+        operations: Operations { node, arns },
+        verifier_opt,
+    });
+    let app = Router::new().fallback(handle).with_state(endpoint);
+    let shutdown = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY on a Kinesis connection");
+        }
+    });
+    if let Err(error) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(%error, "Kinesis endpoint failed");
+    }
+}
+
+async fn handle(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let encoding = Encoding::from_content_type(
+        parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or("");
+    let result = async {
+        let body = axum::body::to_bytes(body, MAX_REQUEST_BYTES)
+            .await
+            .map_err(|_| KinesisError::request_too_large(MAX_REQUEST_BYTES))?;
+        if let Some(verifier) = &endpoint.verifier_opt {
+            verifier.verify(
+                &sigv4::Request {
+                    method: parts.method.as_str(),
+                    path: parts.uri.path(),
+                    query_opt: parts.uri.query(),
+                    headers: &parts.headers,
+                    authority_opt: parts.uri.authority().map(|a| a.as_str()),
+                    body: &body,
+                },
+                SystemTime::now(),
+            )?;
+        }
+        if operation.is_empty() {
+            return Err(KinesisError::unknown_operation(&target));
+        }
+        let document = encoding.decode(&body)?;
+        endpoint.operations.run(operation, document).await
+    }
+    .await;
+    // Label metrics with known operations only, so a client cannot grow the label set.
+    let label = match &result {
+        Err(error) if error.name == "UnknownOperationException" => "Unknown",
+        _ if operation.is_empty() => "Unknown",
+        _ => operation,
+    };
+    telemetry::record_kinesis_request(
+        label,
+        result.as_ref().err().map(|e| e.name),
+        started.elapsed().as_secs_f64(),
+    );
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut response = match result {
+        Ok(Reply::Document(document)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, encoding.content_type())],
+            encoding.encode(&document),
+        )
+            .into_response(),
+        Ok(Reply::Events(events)) => event_stream(encoding, events),
+        Err(error) => error_response(encoding, &error),
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response
+            .headers_mut()
+            .insert("x-amzn-requestid", value.clone());
+        response.headers_mut().insert("x-amz-id-2", value);
+    }
+    response
+}
+
+fn error_response(encoding: Encoding, error: &KinesisError) -> Response {
+    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, encoding.content_type())],
+        encoding.encode(&error.body()),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert("x-amzn-errortype", HeaderValue::from_static(error.name));
+    response
+}
+
+/// The content type of each event's payload.
+fn event_content_type(encoding: Encoding) -> &'static str {
+    match encoding {
+        Encoding::Json => "application/json",
+        Encoding::Cbor => encoding.content_type(),
+    }
+}
+
+/// SubscribeToShard's body: an `initial-response` event, then one `SubscribeToShardEvent` per
+/// event; an error ends the stream as an exception message.
+fn event_stream(encoding: Encoding, events: crate::fanout::Events) -> Response {
+    let content_type = event_content_type(encoding);
+    let initial = eventstream::event(
+        "initial-response",
+        content_type,
+        &encoding.encode(&json!({})),
+    );
+    let messages = events
+        .scan(false, move |ended, item| {
+            if *ended {
+                return futures::future::ready(None);
+            }
+            let message = match item {
+                Ok(event) => eventstream::event(
+                    "SubscribeToShardEvent",
+                    content_type,
+                    &encoding.encode(&ops::subscribe_event(event)),
+                ),
+                Err(error) => {
+                    *ended = true;
+                    let error = KinesisError::from(error);
+                    eventstream::exception(
+                        error.name,
+                        content_type,
+                        &encoding.encode(&error.body()),
+                    )
+                }
+            };
+            futures::future::ready(Some(message))
+        })
+        .map(|message| Ok::<_, Infallible>(Bytes::from(message)));
+    let body = futures::stream::once(futures::future::ready(Ok::<_, Infallible>(Bytes::from(
+        initial,
+    ))))
+    .chain(messages);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, EVENT_STREAM_CONTENT_TYPE)],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
