@@ -13,11 +13,22 @@ use common::BINARY;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// A base port whose three gRPC and three HTTP ports are all free right now.
+/// A base port whose three gRPC, three HTTP and three Kinesis ports (base + 200..) are all free
+/// right now.
 fn free_base_port() -> u16 {
     for attempt in 0..200u16 {
         let base = 20_000 + (std::process::id() as u16 % 200) * 100 + attempt * 7 % 20_000;
-        let ports = [base, base + 1, base + 2, base + 100, base + 101, base + 102];
+        let ports = [
+            base,
+            base + 1,
+            base + 2,
+            base + 100,
+            base + 101,
+            base + 102,
+            base + 200,
+            base + 201,
+            base + 202,
+        ];
         let probes: Vec<_> = ports
             .iter()
             .map(|p| TcpListener::bind(("127.0.0.1", *p)))
@@ -45,6 +56,8 @@ impl Dev {
                 "3",
                 "--base-port",
                 &base_port.to_string(),
+                "--kinesis-port",
+                &(base_port + 200).to_string(),
             ])
             .arg("--data-dir")
             .arg(data_dir)
@@ -104,6 +117,22 @@ fn cli(endpoint: &str, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// An unsigned Kinesis ListStreams over plain HTTP/1.1; the whole response.
+fn list_streams_over_kinesis(address: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("the Kinesis port answers");
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
+         X-Amz-Target: Kinesis_20131202.ListStreams\r\n\
+         Content-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\n\r\n{{}}"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 #[test]
 fn dev_cluster_starts_stops_and_keeps_its_data() {
     let data_dir = tempfile::tempdir().unwrap();
@@ -134,6 +163,19 @@ fn dev_cluster_starts_stops_and_keeps_its_data() {
         put.status.success(),
         "{}",
         String::from_utf8_lossy(&put.stderr)
+    );
+    // The Kinesis API is on by default, unauthenticated, and sees the same streams.
+    let kinesis = format!("127.0.0.1:{}", base + 200);
+    assert!(
+        output
+            .iter()
+            .any(|l| l.contains(&format!("kinesis endpoint: http://{kinesis}"))),
+        "the Kinesis endpoint is printed: {output:?}"
+    );
+    let listed = list_streams_over_kinesis(&kinesis);
+    assert!(
+        listed.starts_with("HTTP/1.1 200") && listed.contains(r#""StreamNames":["kept"]"#),
+        "{listed}"
     );
     dev.stop();
 

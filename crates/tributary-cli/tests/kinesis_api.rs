@@ -698,7 +698,37 @@ async fn consumers_subscribe_and_get_records_pushed() {
         }
     }
     assert_eq!(pushed, put);
-    assert!(continuation_opt.is_some());
+    let continuation = continuation_opt.expect("a continuation sequence number");
+
+    // A second subscription from the continuation takes over; the first ends with
+    // ResourceInUseException, sent as an exception message in the event stream.
+    let _takeover = kinesis
+        .subscribe_to_shard()
+        .consumer_arn(&consumer_arn)
+        .shard_id("shardId-000000000000")
+        .starting_position(
+            StartingPosition::builder()
+                .r#type(ShardIteratorType::AtSequenceNumber)
+                .sequence_number(&continuation)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("the second SubscribeToShard");
+    let ended = loop {
+        let Ok(received) =
+            tokio::time::timeout_at(deadline, subscription.event_stream.recv()).await
+        else {
+            panic!("the first subscription was not ended by the second");
+        };
+        match received {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the first subscription ended without an exception"),
+            Err(error) => break error,
+        }
+    };
+    assert_eq!(ended.code(), Some("ResourceInUseException"), "{ended:?}");
 
     kinesis
         .deregister_stream_consumer()
@@ -941,5 +971,42 @@ async fn cbor_requests_round_trip_and_protocol_errors_have_aws_names() {
             &metrics,
             "tributary_kinesis_errors_total{operation=\"Unknown\",type=\"UnknownOperationException\""
         ) >= 1.0
+    );
+}
+
+#[test]
+fn a_node_will_not_serve_signed_kinesis_without_access_keys() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let node = |extra: &[&str]| {
+        std::process::Command::new(BINARY)
+            .args([
+                "node",
+                "--id",
+                "1",
+                "--az",
+                "az-1",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .args(["--kinesis-listen", "127.0.0.1:0"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let refused = node(&[]);
+    assert!(!refused.status.success());
+    let message = stderr(&refused);
+    assert!(
+        message.contains("no access key is configured") && message.contains("--kinesis-auth none"),
+        "{message}"
+    );
+    let bad_account = node(&["--kinesis-auth", "none", "--account-id", "12"]);
+    assert!(!bad_account.status.success());
+    assert!(
+        stderr(&bad_account).contains("must be 12 digits"),
+        "{}",
+        stderr(&bad_account)
     );
 }

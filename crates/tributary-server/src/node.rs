@@ -57,6 +57,9 @@ struct Identity {
     az: String,
 }
 
+/// How long a stopping node waits for in-flight Kinesis requests (subscriptions end at once).
+const KINESIS_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A started node and the tasks serving it.
 pub struct RunningNode {
     pub node: Arc<Node>,
@@ -64,6 +67,7 @@ pub struct RunningNode {
     pub http_address_opt: Option<std::net::SocketAddr>,
     pub kinesis_address_opt: Option<std::net::SocketAddr>,
     grpc_task: JoinHandle<()>,
+    kinesis_task_opt: Option<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -212,6 +216,7 @@ impl Node {
             None => None,
         };
 
+        let mut kinesis_task_opt = None;
         let kinesis_address_opt = match kinesis_listener_opt {
             Some((listener, auth)) => {
                 let address = listener.local_addr()?;
@@ -219,7 +224,7 @@ impl Node {
                     tracing::warn!(%address, "the Kinesis endpoint accepts UNAUTHENTICATED requests (--kinesis-auth none)");
                 }
                 tracing::info!(%address, region = %node.config.arns.region, account = %node.config.arns.account_id, "serving the Kinesis API");
-                background.push(tokio::spawn(crate::kinesis::serve(
+                kinesis_task_opt = Some(tokio::spawn(crate::kinesis::serve(
                     node.clone(),
                     listener,
                     auth,
@@ -254,6 +259,7 @@ impl Node {
             http_address_opt,
             kinesis_address_opt,
             grpc_task,
+            kinesis_task_opt,
             background,
         })
     }
@@ -273,6 +279,18 @@ impl RunningNode {
         node.stop_tx.send_replace(true);
         if let Err(error) = self.grpc_task.await {
             tracing::warn!(%error, "gRPC server task failed");
+        }
+        if let Some(mut task) = self.kinesis_task_opt {
+            // In-flight Kinesis requests are answered too; a stuck connection is cut.
+            if tokio::time::timeout(KINESIS_DRAIN_TIMEOUT, &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "Kinesis connections still open after {KINESIS_DRAIN_TIMEOUT:?}; closing them"
+                );
+                task.abort();
+            }
         }
         for task in self.background {
             task.abort();
