@@ -559,6 +559,21 @@ async fn the_aws_sdk_runs_streams_records_and_resharding_against_the_cluster() {
         Some("ValidationException"),
         "{bad_count:?}"
     );
+    let bad_name = kinesis
+        .create_stream()
+        .stream_name("no spaces")
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(bad_name.code(), Some("ValidationException"), "{bad_name:?}");
+    assert!(
+        bad_name
+            .message()
+            .unwrap()
+            .starts_with("1 validation error detected: Value 'no spaces' at 'streamName'"),
+        "{bad_name:?}"
+    );
 
     // A wrong secret is refused and changes nothing.
     let forged = sdk(&cluster, 2, "not-the-secret");

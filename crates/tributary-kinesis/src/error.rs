@@ -141,8 +141,17 @@ pub fn put_entry_error_code(code: ErrorCode) -> &'static str {
     }
 }
 
+/// The wording Tributary (like AWS) gives a request member that breaks the API model's
+/// constraints: `Value 'x' at 'member' failed to satisfy constraint: ...`.
+const MODEL_CONSTRAINT: &str = "failed to satisfy constraint";
+
 impl From<Error> for KinesisError {
+    /// Model-constraint violations are INVALID_ARGUMENT on gRPC; Kinesis calls them
+    /// ValidationException, so that is what this endpoint answers.
     fn from(error: Error) -> KinesisError {
+        if error.code == ErrorCode::InvalidArgument && error.message.contains(MODEL_CONSTRAINT) {
+            return KinesisError::validation(error.message);
+        }
         let (name, status) = name_and_status(error.code);
         KinesisError::new(name, status, error.message)
     }
@@ -159,6 +168,21 @@ mod tests {
             assert!(name.ends_with("Exception"), "{code}: {name}");
             assert!(matches!(status, 400 | 500 | 503), "{code}: {status}");
         }
+    }
+
+    #[test]
+    fn model_constraint_violations_are_validation_exceptions() {
+        let error = KinesisError::from(Error::invalid_argument(
+            "Value '0' at 'shardCount' failed to satisfy constraint: Member must have value greater than or equal to 1",
+        ));
+        assert_eq!(error.name, "ValidationException");
+        assert_eq!(
+            error.message,
+            "1 validation error detected: Value '0' at 'shardCount' failed to satisfy constraint: \
+             Member must have value greater than or equal to 1"
+        );
+        let semantic = KinesisError::from(Error::invalid_argument("Shard is already closed"));
+        assert_eq!(semantic.name, "InvalidArgumentException");
     }
 
     #[test]
