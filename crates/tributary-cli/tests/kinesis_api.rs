@@ -993,18 +993,7 @@ async fn cbor_requests_round_trip_and_protocol_errors_have_aws_names() {
 fn a_node_will_not_serve_signed_kinesis_without_access_keys() {
     let data_dir = tempfile::tempdir().unwrap();
     let node = |extra: &[&str]| {
-        std::process::Command::new(BINARY)
-            .args([
-                "node",
-                "--id",
-                "1",
-                "--az",
-                "az-1",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir.path())
+        node_command(1, data_dir.path())
             .args(["--kinesis-listen", "127.0.0.1:0"])
             .args(extra)
             .output()

@@ -143,18 +143,7 @@ async fn a_new_node_joins_through_any_node_and_takes_replicas_of_new_streams() {
     // An id the cluster knows is refused, even with a fresh data dir: a wiped node comes back
     // under a new id.
     let dir = tempfile::tempdir().unwrap();
-    let refused = std::process::Command::new(BINARY)
-        .args([
-            "node",
-            "--id",
-            "2",
-            "--az",
-            "az-2",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
+    let refused = node_command(2, dir.path())
         .args(["--join", &cluster.node(1).address])
         .output()
         .unwrap();
@@ -318,18 +307,7 @@ async fn removing_a_node_moves_its_replicas_to_its_az_while_writes_go_on() {
 
     // A removed id never comes back, not even with a fresh data dir.
     let dir = tempfile::tempdir().unwrap();
-    let refused = std::process::Command::new(BINARY)
-        .args([
-            "node",
-            "--id",
-            "1",
-            "--az",
-            "az-1",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
+    let refused = node_command(1, dir.path())
         .args(["--join", &endpoint])
         .output()
         .unwrap();

@@ -32,6 +32,18 @@ pub async fn start_cluster_with(nodes: u64, azs: u64, node_args: &[&str]) -> Clu
     .expect("cluster starts")
 }
 
+/// `tributary node --id ID --az az-1 --listen 127.0.0.1:0 --data-dir DIR`, for tests of what a
+/// node refuses at start; add the flags under test.
+pub fn node_command(id: u64, data_dir: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(BINARY);
+    command
+        .args(["node", "--id", &id.to_string(), "--az", "az-1"])
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data_dir);
+    command
+}
+
 /// Runs the CLI and returns its output.
 pub fn cli(cluster: &Cluster, args: &[&str]) -> Output {
     cluster.cli().args(args).output().expect("the CLI runs")

@@ -63,11 +63,27 @@ impl Operations {
                     .await
             }
             "UpdateStreamMode" => self.update_stream_mode(input(input_doc)?).await,
-            "AddTagsToStream" => self.add_tags(input(input_doc)?).await,
-            "RemoveTagsFromStream" => self.remove_tags(input(input_doc)?).await,
+            "AddTagsToStream" => {
+                let request: AddTagsInput = input(input_doc)?;
+                self.tag(self.stream_name(request.stream)?, request.tags)
+                    .await
+            }
+            "RemoveTagsFromStream" => {
+                let request: RemoveTagsInput = input(input_doc)?;
+                self.untag(self.stream_name(request.stream)?, request.tag_keys)
+                    .await
+            }
             "ListTagsForStream" => self.list_tags(input(input_doc)?).await,
-            "TagResource" => self.tag_resource(input(input_doc)?).await,
-            "UntagResource" => self.untag_resource(input(input_doc)?).await,
+            "TagResource" => {
+                let request: TagResourceInput = input(input_doc)?;
+                self.tag(self.tagged_stream(request.resource_arn)?, request.tags)
+                    .await
+            }
+            "UntagResource" => {
+                let request: UntagResourceInput = input(input_doc)?;
+                self.untag(self.tagged_stream(request.resource_arn)?, request.tag_keys)
+                    .await
+            }
             "ListTagsForResource" => self.list_tags_for_resource(input(input_doc)?).await,
             "RegisterStreamConsumer" => self.register_consumer(input(input_doc)?).await,
             "DeregisterStreamConsumer" => self.deregister_consumer(input(input_doc)?).await,
@@ -436,18 +452,22 @@ impl Operations {
         Ok(empty())
     }
 
-    async fn add_tags(&self, request: AddTagsInput) -> Result<Reply, KinesisError> {
-        let name = self.stream_name(request.stream)?;
-        let tags = required("tags", request.tags)?;
+    /// AddTagsToStream and TagResource.
+    async fn tag(&self, name: String, tags_opt: Option<TagMap>) -> Result<Reply, KinesisError> {
+        let tags = required("tags", tags_opt)?;
         self.node
             .add_tags(&name, tags.into_iter().collect())
             .await?;
         Ok(empty())
     }
 
-    async fn remove_tags(&self, request: RemoveTagsInput) -> Result<Reply, KinesisError> {
-        let name = self.stream_name(request.stream)?;
-        let keys = required("tagKeys", request.tag_keys)?;
+    /// RemoveTagsFromStream and UntagResource.
+    async fn untag(
+        &self,
+        name: String,
+        keys_opt: Option<Vec<String>>,
+    ) -> Result<Reply, KinesisError> {
+        let keys = required("tagKeys", keys_opt)?;
         self.node.remove_tags(&name, keys).await?;
         Ok(empty())
     }
@@ -474,22 +494,6 @@ impl Operations {
             ));
         }
         self.arns.parse_stream("resourceARN", &arn)
-    }
-
-    async fn tag_resource(&self, request: TagResourceInput) -> Result<Reply, KinesisError> {
-        let name = self.tagged_stream(request.resource_arn)?;
-        let tags = required("tags", request.tags)?;
-        self.node
-            .add_tags(&name, tags.into_iter().collect())
-            .await?;
-        Ok(empty())
-    }
-
-    async fn untag_resource(&self, request: UntagResourceInput) -> Result<Reply, KinesisError> {
-        let name = self.tagged_stream(request.resource_arn)?;
-        let keys = required("tagKeys", request.tag_keys)?;
-        self.node.remove_tags(&name, keys).await?;
-        Ok(empty())
     }
 
     async fn list_tags_for_resource(
