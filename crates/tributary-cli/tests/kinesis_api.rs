@@ -973,6 +973,20 @@ async fn cbor_requests_round_trip_and_protocol_errors_have_aws_names() {
         (400, Some("SerializationException"))
     );
 
+    // Every operation listed is dispatched (an empty request is refused by its own rules, never
+    // as unknown), and a target outside the list is counted as Unknown whatever it is.
+    for operation in tributary_server::kinesis::OPERATIONS {
+        let (status, headers, body) = post(&address, operation, JSON, b"{}", true).await;
+        assert_ne!(
+            header(&headers, "x-amzn-errortype"),
+            Some("UnknownOperationException"),
+            "{operation}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let (status, _, _) = post(&address, "MadeUpByAnAttacker", JSON, b"{}", false).await;
+    assert_eq!(status, 403);
+
     // Every request was counted per operation and error name.
     let metrics = metrics_of(&cluster.node(2).http_address);
     assert!(
@@ -986,6 +1000,10 @@ async fn cbor_requests_round_trip_and_protocol_errors_have_aws_names() {
             &metrics,
             "tributary_kinesis_errors_total{operation=\"Unknown\",type=\"UnknownOperationException\""
         ) >= 1.0
+    );
+    assert!(
+        !metrics.contains("MadeUpByAnAttacker"),
+        "an unsigned request named a metric label"
     );
 }
 

@@ -27,6 +27,7 @@ use tributary_kinesis::{Encoding, KinesisError, TARGET_PREFIX, eventstream};
 
 use crate::node::Node;
 use crate::telemetry;
+pub use ops::OPERATIONS;
 use ops::{Operations, Reply};
 
 /// The largest request body accepted (a full PutRecords is 5 MiB before base64; kinesalite's
@@ -130,11 +131,11 @@ async fn handle(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Resp
         endpoint.operations.run(operation, document).await
     }
     .await;
-    // Label metrics with known operations only, so a client cannot grow the label set.
-    let label = match &result {
-        Err(error) if error.name == "UnknownOperationException" => "Unknown",
-        _ if operation.is_empty() => "Unknown",
-        _ => operation,
+    // Label metrics with known operations only, so no client (signed or not) can grow the
+    // label set.
+    let label = match ops::OPERATIONS.iter().find(|known| **known == operation) {
+        Some(known) => *known,
+        None => "Unknown",
     };
     telemetry::record_kinesis_request(
         label,

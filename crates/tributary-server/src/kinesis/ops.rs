@@ -27,6 +27,40 @@ pub enum Reply {
     Events(Events),
 }
 
+/// Every operation this endpoint serves, by its `X-Amz-Target` name.
+pub const OPERATIONS: [&str; 30] = [
+    "AddTagsToStream",
+    "CreateStream",
+    "DecreaseStreamRetentionPeriod",
+    "DeleteStream",
+    "DeregisterStreamConsumer",
+    "DescribeLimits",
+    "DescribeStream",
+    "DescribeStreamConsumer",
+    "DescribeStreamSummary",
+    "DisableEnhancedMonitoring",
+    "EnableEnhancedMonitoring",
+    "GetRecords",
+    "GetShardIterator",
+    "IncreaseStreamRetentionPeriod",
+    "ListShards",
+    "ListStreamConsumers",
+    "ListStreams",
+    "ListTagsForResource",
+    "ListTagsForStream",
+    "MergeShards",
+    "PutRecord",
+    "PutRecords",
+    "RegisterStreamConsumer",
+    "RemoveTagsFromStream",
+    "SplitShard",
+    "SubscribeToShard",
+    "TagResource",
+    "UntagResource",
+    "UpdateShardCount",
+    "UpdateStreamMode",
+];
+
 /// What every operation needs: the node and this node's ARN naming.
 pub struct Operations {
     pub node: Arc<Node>,
