@@ -1,0 +1,19 @@
+//! A Kinesis request body as CBOR 1.1 (the Java SDK's default): decoding never panics or
+//! overflows the stack, and whatever decodes encodes in both encodings and decodes again.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tributary_kinesis::Encoding;
+
+fuzz_target!(|body: &[u8]| {
+    if let Ok(document) = Encoding::Cbor.decode(body) {
+        let cbor = Encoding::Cbor.encode(&document);
+        Encoding::Cbor
+            .decode(&cbor)
+            .expect("a document we encoded as CBOR decodes");
+        let json = Encoding::Json.encode(&document);
+        Encoding::Json
+            .decode(&json)
+            .expect("a document we encoded as JSON decodes");
+    }
+});
