@@ -16,8 +16,7 @@ fuzz_target!(|input: &[u8]| {
         assert_eq!(again.encode(), iterator.encode());
     }
     if let Ok(token) = NextToken::decode(text, now_ms) {
-        let again =
-            NextToken::decode(&token.encode(), now_ms).expect("a token we encoded decodes");
+        let again = NextToken::decode(&token.encode(), now_ms).expect("a token we encoded decodes");
         assert_eq!(again.encode(), token.encode());
     }
 });
