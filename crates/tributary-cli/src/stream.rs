@@ -1,6 +1,7 @@
 //! `tributary cluster status` and `tributary stream create|list|describe|delete`.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tributary_client::v1;
@@ -12,7 +13,15 @@ use crate::output::{print_json, print_table};
 pub enum ClusterCommand {
     /// Nodes (id, AZ, address, alive, replicas, roles), the metadata leader and replica moves
     /// under way.
-    Status,
+    Status {
+        /// Refresh until Ctrl-C or SIGTERM: the screen is redrawn on a terminal; with --json,
+        /// one JSON line per refresh.
+        #[arg(long)]
+        watch: bool,
+        /// How often --watch refreshes.
+        #[arg(long, default_value_t = 2000, requires = "watch")]
+        interval_ms: u64,
+    },
     /// Decommission a node: its replicas move to other nodes (same AZ first; every shard keeps
     /// its replicas in distinct AZs and its majority), then it leaves the cluster for good. Waits
     /// until it has left; stop the node afterwards.
@@ -134,13 +143,27 @@ fn parse_tag(text: &str) -> Result<(String, String), String> {
 pub async fn run_cluster(command: ClusterCommand, args: &ClientArgs) -> anyhow::Result<ExitCode> {
     let client = args.client()?;
     match command {
-        ClusterCommand::Status => {
+        ClusterCommand::Status {
+            watch: false,
+            interval_ms: _,
+        } => {
             let status = client.cluster_status().await?;
             if args.json {
                 print_json(&status_json(&status));
             } else {
                 print_status(&status);
             }
+        }
+        ClusterCommand::Status {
+            watch: true,
+            interval_ms,
+        } => {
+            watch_status(
+                &client,
+                args.json,
+                Duration::from_millis(interval_ms.max(100)),
+            )
+            .await?
         }
         ClusterCommand::RemoveNode {
             id,
@@ -181,6 +204,58 @@ pub async fn run_cluster(command: ClusterCommand, args: &ClientArgs) -> anyhow::
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cluster status --watch`: a refresh every `interval` until Ctrl-C or SIGTERM. A failed
+/// refresh is shown and the watch goes on (the cluster may be failing over).
+async fn watch_status(
+    client: &tributary_client::Client,
+    json: bool,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    let redraw = !json && std::io::stdout().is_terminal();
+    loop {
+        let refreshed = client.cluster_status().await;
+        let at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
+        match (&refreshed, json) {
+            (Ok(status), true) => {
+                let mut line = status_json(status);
+                line["at"] = Value::String(at.to_string());
+                println!("{line}");
+            }
+            (Err(error), true) => println!(
+                "{}",
+                json!({ "at": at.to_string(), "error": error.to_string() })
+            ),
+            (_, false) => {
+                if redraw {
+                    // Clear the screen and go home, as `watch` does.
+                    print!("\x1b[2J\x1b[H");
+                }
+                println!(
+                    "tributary cluster status at {at}, every {:.1} s (Ctrl-C to stop)\n",
+                    interval.as_secs_f64()
+                );
+                match &refreshed {
+                    Ok(status) => print_status(status),
+                    Err(error) => println!("no answer: {error}"),
+                }
+                if !redraw {
+                    println!();
+                }
+            }
+        }
+        std::io::stdout().flush()?;
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
+        }
+    }
 }
 
 fn status_json(status: &v1::ClusterStatusResponse) -> Value {

@@ -193,6 +193,22 @@ async fn removing_a_node_moves_its_replicas_to_its_az_while_writes_go_on() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = tokio::spawn(keep_writing(via_2.clone(), stop.clone()));
 
+    // An operator watches the whole removal live, through node 2 (node 1 stops hearing of the
+    // cluster once it has left).
+    let mut watch = JsonLines::start(
+        &cluster,
+        &[
+            "cluster",
+            "status",
+            "--watch",
+            "--interval-ms",
+            "200",
+            "--json",
+            "--endpoint",
+            &cluster.node(2).address,
+        ],
+    );
+
     // With the new node frozen, node 1's replicas cannot move yet: the moves wait, and show.
     cluster.pause(joined).unwrap();
     let endpoint = cluster.node(2).address.clone();
@@ -239,6 +255,24 @@ async fn removing_a_node_moves_its_replicas_to_its_az_while_writes_go_on() {
         "{text}"
     );
 
+    // The watch shows them too, while they wait.
+    wait_until(
+        Duration::from_secs(10),
+        "the watch shows the moves",
+        || async {
+            let lines = watch.values();
+            match lines
+                .iter()
+                .any(|l| l["moves"].as_array().is_some_and(|m| !m.is_empty()))
+            {
+                true => Ok(()),
+                false => Err(format!("{} refreshes, none with moves", lines.len())),
+            }
+        },
+    )
+    .await
+    .unwrap();
+
     // Then the new node catches up and takes every replica; the CLI waits for the end.
     cluster.resume(joined).await.unwrap();
     let mut wait = cluster.cli();
@@ -253,6 +287,50 @@ async fn removing_a_node_moves_its_replicas_to_its_az_while_writes_go_on() {
         stdout(&waited),
         stderr(&waited)
     );
+    // The watch refreshed through it all: it showed moves under way, then node 1 gone.
+    wait_until(
+        Duration::from_secs(10),
+        "the watch shows node 1 removed",
+        || async {
+            let lines = watch.values();
+            let removed = lines.iter().position(|l| {
+                l["removed_nodes"]
+                    .as_array()
+                    .is_some_and(|ids| ids.contains(&serde_json::json!(1)))
+            });
+            match removed {
+                Some(_) => Ok(()),
+                None => Err(format!(
+                    "{} refreshes, none with node 1 removed",
+                    lines.len()
+                )),
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let lines = watch.values();
+    let moving = lines
+        .iter()
+        .position(|l| l["moves"].as_array().is_some_and(|m| !m.is_empty()))
+        .expect("a refresh showed the moves under way");
+    let left = lines
+        .iter()
+        .position(|l| {
+            l["nodes"]
+                .as_array()
+                .is_some_and(|nodes| nodes.iter().all(|n| n["id"] != 1))
+        })
+        .expect("a refresh showed node 1 gone");
+    assert!(
+        moving < left,
+        "moves at refresh {moving}, node 1 gone at {left}"
+    );
+    assert!(
+        watch.terminate().success(),
+        "the watch stops cleanly on SIGTERM"
+    );
+
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (during, failed) = writer.await.unwrap();
     assert!(
