@@ -541,6 +541,22 @@ impl Operations {
         })))
     }
 
+    /// The consumer a ConsumerARN names. A consumer deregistered and registered again under
+    /// the same name has a new ARN: the old one is not found.
+    async fn consumer_by_arn(&self, arn: &str) -> Result<ConsumerDescription, KinesisError> {
+        let parsed = self.arns.parse_consumer("consumerARN", arn)?;
+        let description = self
+            .node
+            .describe_consumer(&parsed.stream, &parsed.consumer)
+            .await?;
+        if description.created_at_ms / 1000 != parsed.created_at_secs {
+            return Err(KinesisError::resource_not_found(format!(
+                "Consumer {arn} not found."
+            )));
+        }
+        Ok(description)
+    }
+
     /// The consumer a request names by ConsumerARN, or by StreamARN and ConsumerName.
     async fn consumer(&self, consumer: ConsumerRef) -> Result<ConsumerDescription, KinesisError> {
         match (
@@ -548,20 +564,7 @@ impl Operations {
             consumer.stream_arn,
             consumer.consumer_name,
         ) {
-            (Some(arn), None, None) => {
-                let parsed = self.arns.parse_consumer("consumerARN", &arn)?;
-                let description = self
-                    .node
-                    .describe_consumer(&parsed.stream, &parsed.consumer)
-                    .await?;
-                // A consumer deregistered and registered again under the name has a new ARN.
-                if description.created_at_ms / 1000 != parsed.created_at_secs {
-                    return Err(KinesisError::resource_not_found(format!(
-                        "Consumer {arn} not found."
-                    )));
-                }
-                Ok(description)
-            }
+            (Some(arn), None, None) => self.consumer_by_arn(&arn).await,
             (None, Some(stream_arn), Some(name)) => {
                 let stream = self.arns.parse_stream("streamARN", &stream_arn)?;
                 Ok(self.node.describe_consumer(&stream, &name).await?)
@@ -648,16 +651,7 @@ impl Operations {
         let arn = required("consumerARN", request.consumer_arn)?;
         let shard_id = required("shardId", request.shard_id)?;
         let position = required("startingPosition", request.starting_position)?;
-        let parsed = self.arns.parse_consumer("consumerARN", &arn)?;
-        let description = self
-            .node
-            .describe_consumer(&parsed.stream, &parsed.consumer)
-            .await?;
-        if description.created_at_ms / 1000 != parsed.created_at_secs {
-            return Err(KinesisError::resource_not_found(format!(
-                "Consumer {arn} not found."
-            )));
-        }
+        let consumer = self.consumer_by_arn(&arn).await?;
         let start = StartingPosition {
             kind: required("startingPosition.type", position.position_type)?,
             sequence_number_opt: position.sequence_number,
@@ -668,7 +662,13 @@ impl Operations {
         };
         let events = self
             .node
-            .subscribe_to_shard(&parsed.stream, &parsed.consumer, &shard_id, start, false)
+            .subscribe_to_shard(
+                consumer.stream.as_str(),
+                consumer.name.as_str(),
+                &shard_id,
+                start,
+                false,
+            )
             .await?;
         Ok(Reply::Events(events))
     }
