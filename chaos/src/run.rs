@@ -90,6 +90,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<Summary> {
             node_args,
             fault_injection: true,
             kinesis: false,
+            tls: false,
         };
         let mut cluster = Cluster::start(&config.binary, options)
             .await

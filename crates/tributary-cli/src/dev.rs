@@ -1,7 +1,7 @@
 //! `tributary dev`: a local cluster of child `tributary node` processes spread over AZs, ready
 //! when every node is alive and the metadata group has a leader; Ctrl-C or SIGTERM stops them all.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,9 +10,11 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
-use tributary_client::Client;
+use tributary_client::{Client, ClientOptions};
 use tributary_server::config::KinesisAuthMode;
 use tributary_server::kinesis_wire::arn::DEFAULT_REGION;
+
+use crate::certs;
 
 /// How long to wait for the cluster to become healthy.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -45,6 +47,10 @@ pub struct DevArgs {
     /// An access key for --kinesis-auth sigv4, as ACCESS_KEY_ID:SECRET_ACCESS_KEY.
     #[arg(long = "kinesis-access-key")]
     kinesis_access_keys: Vec<String>,
+    /// TLS everywhere: a CA and node certificates in DATA_DIR/certs (made on first use, kept
+    /// after), TLS on the gRPC ports and Kinesis endpoints, mutual TLS between the nodes.
+    #[arg(long)]
+    secure: bool,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
@@ -60,6 +66,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         .enumerate()
         .map(|(i, e)| format!("{}={e}", i + 1))
         .collect();
+    let certs_opt = if args.secure {
+        Some(ensure_certs(
+            &args.data_dir.join("certs"),
+            u64::from(args.nodes),
+        )?)
+    } else {
+        None
+    };
     let mut children: Vec<Child> = Vec::new();
     for i in 0..args.nodes {
         let id = u64::from(i) + 1;
@@ -67,6 +81,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         let data_dir = args.data_dir.join(format!("node-{id}"));
         let http = format!("127.0.0.1:{}", args.base_port + HTTP_PORT_OFFSET + i);
         let mut command = Command::new(&binary);
+        // A client's TRIBUTARY_TLS_CA in this shell is not meant for the nodes: TLS comes from
+        // --secure alone.
+        for variable in [
+            "TRIBUTARY_TLS_CA",
+            "TRIBUTARY_TLS_CERT",
+            "TRIBUTARY_TLS_KEY",
+        ] {
+            command.env_remove(variable);
+        }
         if !args.kinesis_access_keys.is_empty() {
             // Secrets go through the environment, not the command line `ps` shows.
             command.env(
@@ -89,6 +112,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             .args(["--peers", &peers.join(","), "--http-listen", &http])
             .args(["--shard-limits", limits_flag(args.shard_limits)])
             .args(kinesis_flags(&args, i))
+            .args(tls_flags(certs_opt.as_deref(), id))
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting node {id}"))?;
@@ -100,7 +124,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         children.push(child);
     }
 
-    let client = Client::new(&endpoints)?;
+    let options = match &certs_opt {
+        Some(dir) => ClientOptions::tls_ca_file(dir.join(certs::CA_CERT_FILE))?,
+        None => ClientOptions::default(),
+    };
+    let client = Client::with_options(&endpoints, &options)?;
+    let scheme = if args.secure { "https" } else { "http" };
     wait_until_ready(&client, usize::from(args.nodes)).await?;
     println!("endpoints: {}", endpoints.join(","));
     if args.kinesis_port != 0 {
@@ -109,17 +138,27 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             KinesisAuthMode::Sigv4 => "SigV4",
         };
         println!(
-            "kinesis endpoint: http://127.0.0.1:{} (every node: ports {}..{}; region {DEFAULT_REGION}, {auth})",
+            "kinesis endpoint: {scheme}://127.0.0.1:{} (every node: ports {}..{}; region {DEFAULT_REGION}, {auth})",
             args.kinesis_port,
             args.kinesis_port,
             args.kinesis_port + args.nodes - 1
         );
         println!(
-            "  aws kinesis list-streams --endpoint-url http://127.0.0.1:{} --region {DEFAULT_REGION}",
-            args.kinesis_port
+            "  aws kinesis list-streams --endpoint-url {scheme}://127.0.0.1:{} --region {DEFAULT_REGION}{}",
+            args.kinesis_port,
+            match &certs_opt {
+                Some(dir) => format!(" --ca-bundle {}", dir.join(certs::CA_CERT_FILE).display()),
+                None => String::new(),
+            }
         );
     }
     println!("export TRIBUTARY_ENDPOINT={}", endpoints.join(","));
+    if let Some(dir) = &certs_opt {
+        println!(
+            "export TRIBUTARY_TLS_CA={}",
+            dir.join(certs::CA_CERT_FILE).display()
+        );
+    }
     println!(
         "tributary dev ready: {} nodes in {} AZs (Ctrl-C to stop)",
         args.nodes,
@@ -161,6 +200,42 @@ fn kinesis_flags(args: &DevArgs, index: u16) -> Vec<String> {
             KinesisAuthMode::None => "none".to_string(),
             KinesisAuthMode::Sigv4 => "sigv4".to_string(),
         },
+    ]
+}
+
+/// The CA and node certificates in `dir`: made when there is no CA yet; node certificates
+/// missing (more --nodes than last time) are added.
+fn ensure_certs(dir: &Path, nodes: u64) -> anyhow::Result<PathBuf> {
+    if !dir.join(certs::CA_KEY_FILE).exists() {
+        certs::create(dir, nodes, &[], certs::DEFAULT_NODE_DAYS)?;
+        println!(
+            "made a CA and {nodes} node certificates in {}",
+            dir.display()
+        );
+        return Ok(dir.to_path_buf());
+    }
+    let ca = certs::Ca::load(dir)?;
+    for id in 1..=nodes {
+        if !dir.join(certs::node_cert_file(id)).exists() {
+            certs::issue_node(&ca, dir, id, &[], certs::DEFAULT_NODE_DAYS, false)?;
+        }
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// The `tributary node` flags of node `id` for TLS.
+fn tls_flags(certs_opt: Option<&Path>, id: u64) -> Vec<String> {
+    let Some(dir) = certs_opt else {
+        return Vec::new();
+    };
+    let path = |name: String| dir.join(name).display().to_string();
+    vec![
+        "--tls-cert".to_string(),
+        path(certs::node_cert_file(id)),
+        "--tls-key".to_string(),
+        path(certs::node_key_file(id)),
+        "--tls-ca".to_string(),
+        path(certs::CA_CERT_FILE.to_string()),
     ]
 }
 

@@ -1,6 +1,7 @@
 //! `tributary`: run a node (`node`) or a local cluster (`dev`), and talk to a cluster (`cluster`,
 //! `stream`, `shards`, `consumer`, `put`, `get`).
 
+mod certs;
 mod consume;
 mod consumer;
 mod dev;
@@ -15,7 +16,7 @@ mod table;
 mod time;
 
 use clap::{Parser, Subcommand};
-use tributary_client::{Client, ClientError, DEFAULT_ENDPOINT};
+use tributary_client::{Client, ClientError, ClientOptions, DEFAULT_ENDPOINT};
 
 #[derive(Parser)]
 #[command(
@@ -37,11 +38,29 @@ pub struct ClientArgs {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Talk TLS to the nodes and verify them against this CA certificate (PEM), e.g. the
+    /// ca.pem of `tributary certs create`.
+    #[arg(long, env = "TRIBUTARY_TLS_CA", global = true)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Check node certificates against this name instead of the host dialled (a node reached
+    /// through a tunnel); `tributary-node` matches every node certificate `certs` makes.
+    #[arg(
+        long,
+        env = "TRIBUTARY_TLS_SERVER_NAME",
+        global = true,
+        requires = "tls_ca"
+    )]
+    tls_server_name: Option<String>,
 }
 
 impl ClientArgs {
     pub fn client(&self) -> Result<Client, ClientError> {
-        Client::from_list(&self.endpoint)
+        let mut options = match &self.tls_ca {
+            Some(path) => ClientOptions::tls_ca_file(path)?,
+            None => ClientOptions::default(),
+        };
+        options.tls_server_name_opt = self.tls_server_name.clone();
+        Client::from_list_with(&self.endpoint, &options)
     }
 }
 
@@ -51,6 +70,11 @@ enum Command {
     Node(Box<node::NodeArgs>),
     /// Start a local cluster of child node processes and stop it on Ctrl-C.
     Dev(dev::DevArgs),
+    /// Make a cluster CA and node certificates for TLS.
+    Certs {
+        #[command(subcommand)]
+        command: certs::CertsCommand,
+    },
     /// Inspect the cluster.
     Cluster {
         #[command(subcommand)]
@@ -123,6 +147,10 @@ fn main() -> std::process::ExitCode {
             Command::Dev(args) => {
                 init_tracing("info,openraft=warn");
                 dev::run(args).await
+            }
+            Command::Certs { command } => {
+                init_tracing("warn");
+                certs::run(command)
             }
             Command::Cluster { command, client } => {
                 init_tracing("warn");

@@ -9,6 +9,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tributary_server::config::{
     DEFAULT_ADMIN_TIMEOUT_MS, DEFAULT_RETENTION_HOUR_MS, DEFAULT_SCALING_WINDOW_MS,
     DEFAULT_WRITE_TIMEOUT_MS, FaultConfig, FileConfig, KinesisAuthMode, ShardLimits, parse_peers,
+    tls_paths,
 };
 use tributary_server::kinesis::{KinesisAuth, KinesisConfig};
 use tributary_server::kinesis_wire::Arns;
@@ -82,6 +83,17 @@ pub struct NodeArgs {
     /// ACCESS_KEY_ID:SECRET_ACCESS_KEY per line.
     #[arg(long, env = "TRIBUTARY_KINESIS_CREDENTIALS_FILE")]
     kinesis_credentials_file: Option<PathBuf>,
+    /// This node's certificate (PEM; `tributary certs create` makes one per node). With
+    /// --tls-key and --tls-ca, the gRPC port and the Kinesis endpoint serve TLS only and nodes
+    /// authenticate each other with their certificates. Changed files are picked up within 5 s.
+    #[arg(long, env = "TRIBUTARY_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "TRIBUTARY_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// The cluster's CA certificate (PEM): other nodes' certificates must be signed by it.
+    #[arg(long, env = "TRIBUTARY_TLS_CA")]
+    tls_ca: Option<PathBuf>,
     /// A TOML file with any of these settings (flags and TRIBUTARY_* variables win).
     #[arg(long, env = "TRIBUTARY_CONFIG")]
     config: Option<PathBuf>,
@@ -174,7 +186,7 @@ fn build_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
         advertise: args.advertise.or(file.advertise).unwrap_or(listen_text),
         data_dir,
         peers,
-        join_opt: args.join,
+        join_opt: args.join.or(file.join),
         http_listen_opt,
         cluster_name: file.cluster_name.unwrap_or_else(|| "tributary".to_string()),
         write_timeout: Duration::from_millis(
@@ -202,6 +214,11 @@ fn build_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
         }),
         arns,
         kinesis_opt,
+        tls_opt: tls_paths(
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+            args.tls_ca.or(file.tls_ca),
+        )?,
     };
     config.validate()?;
     Ok(config)

@@ -265,7 +265,8 @@ fn status_json(status: &v1::ClusterStatusResponse) -> Value {
         .map(|n| {
             json!({"id": n.id, "az": n.az, "address": n.address, "alive": n.alive,
                 "removing": n.removing, "metadata_voter": n.metadata_voter,
-                "replicas": n.replica_count})
+                "replicas": n.replica_count, "shard_leaders": n.shard_leaders,
+                "lag_entries": n.lag_entries})
         })
         .collect();
     let moves: Vec<Value> = status
@@ -301,11 +302,18 @@ fn print_status(status: &v1::ClusterStatusResponse) {
                 n.address.clone(),
                 alive_text(n.alive).to_string(),
                 n.replica_count.to_string(),
+                n.shard_leaders.to_string(),
+                n.lag_entries.to_string(),
                 roles.join(", "),
             ]
         })
         .collect();
-    print_table(&["ID", "AZ", "ADDRESS", "STATE", "REPLICAS", "ROLE"], &rows);
+    print_table(
+        &[
+            "ID", "AZ", "ADDRESS", "STATE", "REPLICAS", "LEADS", "LAG", "ROLE",
+        ],
+        &rows,
+    );
     if !status.moves.is_empty() {
         println!();
         let now_ms = chrono::Utc::now().timestamp_millis();

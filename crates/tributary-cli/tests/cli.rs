@@ -457,3 +457,43 @@ async fn cli_contract_routing_and_bad_input() {
         "RESOURCE_NOT_FOUND",
     );
 }
+
+/// `cluster/node.toml` documents every setting: each `tributary node` flag has its key there,
+/// except the few that are flags only (secrets, the file itself, fault injection).
+#[test]
+fn every_node_flag_is_documented_in_cluster_node_toml() {
+    const FLAG_ONLY: &[&str] = &[
+        "help",
+        "config",
+        "kinesis-access-key",
+        "fault-injection",
+        "fault-cut",
+        "fault-ack-before-commit",
+    ];
+    let help = std::process::Command::new(BINARY)
+        .args(["node", "--help"])
+        .output()
+        .expect("the CLI runs");
+    assert!(help.status.success());
+    let doc = include_str!("../../../cluster/node.toml");
+    let flags: BTreeSet<String> = stdout(&help)
+        .split_whitespace()
+        .filter_map(|word| word.strip_prefix("--"))
+        .map(|word| {
+            word.chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                .collect::<String>()
+        })
+        .filter(|flag| !flag.is_empty())
+        .collect();
+    assert!(flags.contains("tls-ca"), "{flags:?}");
+    let undocumented: Vec<&String> = flags
+        .iter()
+        .filter(|flag| !FLAG_ONLY.contains(&flag.as_str()))
+        .filter(|flag| !doc.contains(&format!("# {} = ", flag.replace('-', "_"))))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "flags missing from cluster/node.toml: {undocumented:?}"
+    );
+}

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
-pub use tributary_proto::error_from_status;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 pub use tributary_proto::table as table_proto;
 pub use tributary_proto::v1;
 use tributary_proto::v1::tables_client::TablesClient;
 use tributary_proto::v1::tributary_client::TributaryClient;
+pub use tributary_proto::{describe_status, error_from_status};
 pub use tributary_types::table::{AttributeValue, Comparator, Condition, Item, Update};
 pub use tributary_types::{Error, ErrorCode};
 
@@ -69,6 +69,55 @@ impl ClientError {
     }
 }
 
+/// How a [`Client`] connects: plain text (the default) or TLS.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// Verify nodes against this CA certificate (PEM) and talk TLS to them.
+    pub tls_ca_pem_opt: Option<Vec<u8>>,
+    /// The name node certificates are checked against, when it is not the host dialled (a node
+    /// reached through a tunnel or by an address its certificate does not list).
+    pub tls_server_name_opt: Option<String>,
+}
+
+impl ClientOptions {
+    /// TLS, trusting the CA certificate in `path` (PEM).
+    pub fn tls_ca_file(path: impl AsRef<std::path::Path>) -> Result<ClientOptions, ClientError> {
+        let path = path.as_ref();
+        let pem = std::fs::read(path).map_err(|e| {
+            ClientError::BadEndpoint(format!(
+                "cannot read the CA certificate {}: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(ClientOptions {
+            tls_ca_pem_opt: Some(pem),
+            tls_server_name_opt: None,
+        })
+    }
+
+    fn endpoint(&self, address: &str) -> Result<Endpoint, ClientError> {
+        let uri = match (address.contains("://"), &self.tls_ca_pem_opt) {
+            (true, _) => address.to_string(),
+            (false, Some(_)) => format!("https://{address}"),
+            (false, None) => format!("http://{address}"),
+        };
+        let mut endpoint = Endpoint::from_shared(uri)
+            .map_err(|e| ClientError::BadEndpoint(format!("{address}: {e}")))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true);
+        if let Some(ca) = &self.tls_ca_pem_opt {
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+            if let Some(name) = &self.tls_server_name_opt {
+                tls = tls.domain_name(name.clone());
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| ClientError::BadEndpoint(format!("TLS set-up for {address}: {e}")))?;
+        }
+        Ok(endpoint)
+    }
+}
+
 #[derive(Clone)]
 pub struct Client {
     endpoints: Arc<Vec<(String, TributaryClient<Channel>)>>,
@@ -79,8 +128,17 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for the given `host:port` endpoints; connections are made on first use.
+    /// A plain-text client for the given `host:port` endpoints; connections are made on first
+    /// use.
     pub fn new<S: AsRef<str>>(endpoints: &[S]) -> Result<Client, ClientError> {
+        Client::with_options(endpoints, &ClientOptions::default())
+    }
+
+    /// A client for the given `host:port` endpoints, connecting as `options` say.
+    pub fn with_options<S: AsRef<str>>(
+        endpoints: &[S],
+        options: &ClientOptions,
+    ) -> Result<Client, ClientError> {
         if endpoints.is_empty() {
             return Err(ClientError::BadEndpoint(
                 "at least one endpoint is needed".to_string(),
@@ -90,15 +148,7 @@ impl Client {
         let mut tables = Vec::with_capacity(endpoints.len());
         for address in endpoints {
             let address = address.as_ref().trim().to_string();
-            let uri = if address.contains("://") {
-                address.clone()
-            } else {
-                format!("http://{address}")
-            };
-            let endpoint = Endpoint::from_shared(uri)
-                .map_err(|e| ClientError::BadEndpoint(format!("{address}: {e}")))?
-                .connect_timeout(CONNECT_TIMEOUT)
-                .tcp_nodelay(true);
+            let endpoint = options.endpoint(&address)?;
             let channel = endpoint.connect_lazy();
             tables.push(TablesClient::new(channel.clone()));
             let client = TributaryClient::new(channel)
@@ -116,12 +166,17 @@ impl Client {
 
     /// Parses a comma-separated endpoint list (`host:port,host:port`).
     pub fn from_list(list: &str) -> Result<Client, ClientError> {
+        Client::from_list_with(list, &ClientOptions::default())
+    }
+
+    /// [`Client::from_list`] connecting as `options` say.
+    pub fn from_list_with(list: &str, options: &ClientOptions) -> Result<Client, ClientError> {
         let endpoints: Vec<&str> = list
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .collect();
-        Client::new(&endpoints)
+        Client::with_options(&endpoints, options)
     }
 
     pub fn with_call_timeout(mut self, timeout: Duration) -> Client {
@@ -159,7 +214,7 @@ impl Client {
                     return Ok(response.into_inner());
                 }
                 Ok(Err(status)) if is_transport_failure(&status) => {
-                    failures.push(format!("{address}: {}", status.message()))
+                    failures.push(format!("{address}: {}", describe_failure(&status)))
                 }
                 Ok(Err(status)) => {
                     let error = error_from_status(&status);
@@ -914,8 +969,24 @@ impl Client {
 /// dropped the connection.
 fn is_transport_failure(status: &tonic::Status) -> bool {
     status.details().is_empty()
-        && matches!(
+        && (matches!(
             status.code(),
             tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
-        )
+        ) || is_protocol_mismatch(status))
+}
+
+/// A plain-text client at a TLS port gets its HTTP/2 preface answered with a TLS alert, which
+/// h2 reports as a protocol error: no node answered in a language the client speaks.
+fn is_protocol_mismatch(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Internal && status.message().contains("h2 protocol error")
+}
+
+/// What a failed endpoint reports: the transport's reasons, and a hint where they point at TLS.
+fn describe_failure(status: &tonic::Status) -> String {
+    let text = describe_status(status);
+    if is_protocol_mismatch(status) {
+        format!("{text} (does the node serve TLS? give --tls-ca or TRIBUTARY_TLS_CA)")
+    } else {
+        text
+    }
 }

@@ -130,6 +130,8 @@ pub fn name_and_status(code: ErrorCode) -> (&'static str, u16) {
         ErrorCode::ConditionalCheckFailed => ("ConditionalCheckFailedException", 400),
         ErrorCode::ExpiredNextToken => ("ExpiredNextTokenException", 400),
         ErrorCode::DuplicateRecord => ("DuplicateRecordException", 400),
+        ErrorCode::Unauthenticated => ("UnrecognizedClientException", 400),
+        ErrorCode::KmsNotFound => ("KMSNotFoundException", 400),
     }
 }
 

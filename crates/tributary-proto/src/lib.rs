@@ -11,7 +11,8 @@ pub mod internal {
     tonic::include_proto!("tributary.internal.v1");
 }
 
+pub mod signing;
 mod status;
 pub mod table;
 
-pub use status::{error_from_status, status_from_error};
+pub use status::{describe_status, error_from_status, status_from_error};

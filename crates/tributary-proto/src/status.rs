@@ -19,6 +19,8 @@ fn grpc_code(code: ErrorCode) -> Code {
         | ErrorCode::ExpiredNextToken
         | ErrorCode::ConditionalCheckFailed => Code::FailedPrecondition,
         ErrorCode::DuplicateRecord => Code::AlreadyExists,
+        ErrorCode::Unauthenticated => Code::Unauthenticated,
+        ErrorCode::KmsNotFound => Code::FailedPrecondition,
         ErrorCode::AccessDenied => Code::PermissionDenied,
         ErrorCode::InternalFailure => Code::Internal,
         ErrorCode::WriteQuorumUnavailable | ErrorCode::NotLeader => Code::Unavailable,
@@ -90,4 +92,21 @@ mod tests {
         assert_eq!(error.code, ErrorCode::InternalFailure);
         assert!(error.message.contains("connection refused"));
     }
+}
+
+/// A status's message with the errors under it: a transport failure's own message is just
+/// "transport error", while the reason (connection refused, a certificate the CA did not sign)
+/// is in its sources.
+pub fn describe_status(status: &Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source_opt = std::error::Error::source(status);
+    while let Some(source) = source_opt {
+        let next = source.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source_opt = source.source();
+    }
+    text
 }

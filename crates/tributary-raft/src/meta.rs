@@ -141,6 +141,48 @@ pub enum MetaCommand {
     },
     /// Lease tables (conditions are evaluated at apply, so conditional writes are linearizable).
     Table(TableCommand),
+    /// Users, access keys and policies (`--auth required`).
+    Auth(AuthCommand),
+}
+
+/// Changes to users and policies. Secrets arrive sealed with the key ring (opaque bytes here):
+/// the Raft log, snapshots and the catalogue never hold one in clear.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum AuthCommand {
+    CreateUser {
+        user: String,
+        access_key_id: String,
+        sealed_secret: Vec<u8>,
+        at_ms: u64,
+    },
+    DeleteUser {
+        user: String,
+    },
+    /// Creates or replaces a policy; the document was validated by the proposer.
+    PutPolicy {
+        policy: String,
+        document: String,
+        at_ms: u64,
+    },
+    DeletePolicy {
+        policy: String,
+    },
+    AttachPolicy {
+        user: String,
+        policy: String,
+    },
+    DetachPolicy {
+        user: String,
+        policy: String,
+    },
+    /// `--admin-key-file`: makes the user `admin` with this key and the AdministratorAccess
+    /// policy, unless a user `admin` exists (then nothing changes). Every node sends it at
+    /// start; the first one applied wins.
+    BootstrapAdmin {
+        access_key_id: String,
+        sealed_secret: Vec<u8>,
+        at_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -251,6 +293,26 @@ impl fmt::Display for MetaCommand {
             MetaCommand::ExpireShards { name, shards } => {
                 write!(f, "expire-shards({name}, {})", shards.len())
             }
+            // Names only: never a sealed secret.
+            MetaCommand::Auth(command) => match command {
+                AuthCommand::CreateUser {
+                    user,
+                    access_key_id,
+                    ..
+                } => write!(f, "create-user({user}, {access_key_id})"),
+                AuthCommand::DeleteUser { user } => write!(f, "delete-user({user})"),
+                AuthCommand::PutPolicy { policy, .. } => write!(f, "put-policy({policy})"),
+                AuthCommand::DeletePolicy { policy } => write!(f, "delete-policy({policy})"),
+                AuthCommand::AttachPolicy { user, policy } => {
+                    write!(f, "attach-policy({policy}, {user})")
+                }
+                AuthCommand::DetachPolicy { user, policy } => {
+                    write!(f, "detach-policy({policy}, {user})")
+                }
+                AuthCommand::BootstrapAdmin { access_key_id, .. } => {
+                    write!(f, "bootstrap-admin({access_key_id})")
+                }
+            },
         }
     }
 }

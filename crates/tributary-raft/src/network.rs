@@ -19,7 +19,7 @@ use openraft::{BasicNode, OptionalSend, RaftTypeConfig};
 use openraft_multi::{GroupNetworkAdapter, GroupRouter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tributary_proto::internal::internal_client::InternalClient;
 use tributary_proto::internal::{RaftKind, RaftMessage};
 use tributary_types::{GroupId, NodeId};
@@ -42,6 +42,31 @@ pub const MAX_INTERNAL_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// up. Sending a prefix and answering `PartialSuccess` keeps every call small.
 pub const MAX_APPEND_ENTRIES_BYTES: usize = 4 * 1024 * 1024;
 
+/// The name every node certificate carries and nodes check each other's certificates against,
+/// whatever address a node is dialled at.
+pub const NODE_SERVER_NAME: &str = "tributary-node";
+
+/// An endpoint for node-to-node calls to `address`: `https` with this node's certificate when
+/// `tls_opt` is given, with the timeouts and keepalives every peer connection uses. A connection
+/// into a partition (or to an address the peer no longer has) is noticed by its pings and
+/// replaced instead of failing every call forever.
+pub fn peer_endpoint(address: &str, tls_opt: Option<&ClientTlsConfig>) -> Result<Endpoint, String> {
+    let scheme = if tls_opt.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
+        .map_err(|e| format!("bad address {address}: {e}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true);
+    if let Some(tls) = tls_opt {
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| format!("TLS set-up for {address}: {e}"))?;
+    }
+    Ok(endpoint)
+}
+
 /// Snapshots are small serialized blobs sent in one message.
 pub type SnapshotData = Cursor<Vec<u8>>;
 
@@ -52,6 +77,8 @@ pub struct PeerRouter {
     /// Fault injection (chaos tests): peers this node sends nothing to. Every node-to-node call
     /// is a request this side starts, so cutting both sides of a link silences it both ways.
     cut: Arc<RwLock<BTreeSet<NodeId>>>,
+    /// This node's TLS identity for calls to peers; `None` on a plain-text cluster.
+    tls: Arc<RwLock<Option<ClientTlsConfig>>>,
 }
 
 struct Peer {
@@ -87,6 +114,18 @@ impl PeerRouter {
         Ok(())
     }
 
+    /// Sets the TLS identity for calls to peers. Open connections are dropped, so the next call
+    /// to each peer connects with it (certificate rotation).
+    pub fn set_tls(&self, tls_opt: Option<ClientTlsConfig>) {
+        *self.tls.write().expect("TLS lock poisoned") = tls_opt;
+        self.peers.lock().expect("peer map lock poisoned").clear();
+    }
+
+    /// The TLS identity for calls to peers.
+    pub fn tls(&self) -> Option<ClientTlsConfig> {
+        self.tls.read().expect("TLS lock poisoned").clone()
+    }
+
     /// The internal client for `node` at `address`, reconnecting if the address changed.
     pub fn client(&self, node: NodeId, address: &str) -> Result<InternalClient<Channel>, String> {
         self.check_not_cut(node)?;
@@ -96,13 +135,7 @@ impl PeerRouter {
         {
             return Ok(peer.client.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| format!("bad address {address}: {e}"))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(true);
+        let endpoint = peer_endpoint(address, self.tls().as_ref())?;
         let client = InternalClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(MAX_INTERNAL_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_INTERNAL_MESSAGE_BYTES);

@@ -1,6 +1,7 @@
 //! Control-plane operations: cluster status and the stream catalogue. Writes go through the
 //! metadata group; reads come from this node's replica of it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
@@ -12,8 +13,9 @@ use tributary_types::{
 };
 
 use crate::api::{
-    ClusterStatus, ConsumerDescription, Limits, MoveStatus, NodeStatus, Page, ReplicaDescription,
-    ShardDescription, ShardLevelMetricsChange, StreamDescription, StreamSummary,
+    ClusterStatus, ConsumerDescription, LeadershipReport, Limits, MoveStatus, NodeStatus, Page,
+    ReplicaDescription, ShardDescription, ShardLevelMetricsChange, StreamDescription,
+    StreamSummary,
 };
 use crate::meta::listing::{ShardFilter, filter_shards};
 use crate::meta::state::validate_create;
@@ -83,22 +85,37 @@ impl Node {
         let replica_counts = state.replica_counts();
         let metrics = self.meta_raft.metrics().borrow_watched().clone();
         let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
-        let pings = state.nodes.iter().map(|(id, info)| {
-            let (voters, replica_counts) = (&voters, &replica_counts);
-            async move {
-                let alive = *id == self.id() || self.ping(&info.address).await;
-                NodeStatus {
-                    id: *id,
-                    az: info.az.clone(),
-                    address: info.address.clone(),
-                    alive,
-                    removing: info.removing,
-                    metadata_voter: voters.contains(id),
-                    replica_count: replica_counts.get(id).copied().unwrap_or(0) as u32,
-                }
+        let pings = state.nodes.iter().map(|(id, info)| async move {
+            if *id == self.id() {
+                Some(self.leadership_report())
+            } else {
+                self.ping_report(&info.address).await
             }
         });
-        let nodes = futures::future::join_all(pings).await;
+        let reports = futures::future::join_all(pings).await;
+        let mut lag: BTreeMap<NodeId, u64> = BTreeMap::new();
+        for report in reports.iter().flatten() {
+            for (follower, entries) in &report.follower_lag {
+                let worst = lag.entry(*follower).or_default();
+                *worst = (*worst).max(*entries);
+            }
+        }
+        let nodes = state
+            .nodes
+            .iter()
+            .zip(&reports)
+            .map(|((id, info), report_opt)| NodeStatus {
+                id: *id,
+                az: info.az.clone(),
+                address: info.address.clone(),
+                alive: report_opt.is_some(),
+                removing: info.removing,
+                metadata_voter: voters.contains(id),
+                replica_count: replica_counts.get(id).copied().unwrap_or(0) as u32,
+                shard_leaders: report_opt.as_ref().map_or(0, |r| r.shard_leaders),
+                lag_entries: lag.get(id).copied().unwrap_or(0),
+            })
+            .collect();
         let moves = state
             .live_shards()
             .filter_map(|(stream, shard)| {
@@ -146,14 +163,45 @@ impl Node {
             .collect()
     }
 
+    /// The shard groups this node leads, and how far behind their followers are.
+    pub fn leadership_report(&self) -> LeadershipReport {
+        let mut report = LeadershipReport::default();
+        for group in self.groups.all() {
+            let metrics = group.raft.metrics().borrow_watched().clone();
+            if metrics.current_leader != Some(self.id()) {
+                continue;
+            }
+            report.shard_leaders += 1;
+            let last = metrics.last_log_index.unwrap_or(0);
+            for (follower, matched_opt) in metrics.replication.iter().flatten() {
+                if *follower == self.id() {
+                    continue;
+                }
+                let behind = last.saturating_sub(matched_opt.as_ref().map_or(0, |id| id.index));
+                let worst = report.follower_lag.entry(*follower).or_default();
+                *worst = (*worst).max(behind);
+            }
+        }
+        report
+    }
+
+    /// A node's leadership report, or `None` when it does not answer in time.
+    async fn ping_report(&self, address: &str) -> Option<LeadershipReport> {
+        let mut client = self.public_client(address).ok()?;
+        match tokio::time::timeout(PING_TIMEOUT, client.ping(PingRequest {})).await {
+            Ok(Ok(reply)) => {
+                let reply = reply.into_inner();
+                Some(LeadershipReport {
+                    shard_leaders: reply.shard_leaders,
+                    follower_lag: reply.follower_lag.into_iter().collect(),
+                })
+            }
+            _ => None,
+        }
+    }
+
     async fn ping(&self, address: &str) -> bool {
-        let Ok(mut client) = self.public_client(address) else {
-            return false;
-        };
-        matches!(
-            tokio::time::timeout(PING_TIMEOUT, client.ping(PingRequest {})).await,
-            Ok(Ok(_))
-        )
+        self.ping_report(address).await.is_some()
     }
 
     /// A stream name that parses and names a stream of the catalogue.

@@ -17,6 +17,18 @@ pub struct NodeStatus {
     pub removing: bool,
     pub metadata_voter: bool,
     pub replica_count: u32,
+    /// Shard groups it leads (0 when it does not answer).
+    pub shard_leaders: u32,
+    /// The most log entries any leader has not yet replicated to it.
+    pub lag_entries: u64,
+}
+
+/// What a node says about its shard leaderships when pinged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeadershipReport {
+    pub shard_leaders: u32,
+    /// Per follower of the groups this node leads, the most entries it is behind.
+    pub follower_lag: std::collections::BTreeMap<NodeId, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

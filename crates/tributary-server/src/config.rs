@@ -1,6 +1,6 @@
 //! Node configuration: flags, an optional TOML file (`--config`) and `TRIBUTARY_` environment
 //! variables, validated into one typed [`NodeConfig`]. Every key and its default is documented in
-//! `cluster/node.example.toml`.
+//! `cluster/node.toml`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -70,6 +70,9 @@ pub struct NodeConfig {
     pub arns: tributary_kinesis::Arns,
     /// The Kinesis-compatible HTTP endpoint (`--kinesis-listen`), when served.
     pub kinesis_opt: Option<crate::kinesis::KinesisConfig>,
+    /// TLS on the gRPC port and the Kinesis endpoint, mutual TLS between nodes
+    /// (`--tls-cert`, `--tls-key`, `--tls-ca`); `None` serves plain text.
+    pub tls_opt: Option<crate::tls::TlsPaths>,
 }
 
 /// Faults a chaos test may inject into a node. Flags only, never in the config file.
@@ -92,6 +95,7 @@ pub struct FileConfig {
     pub advertise: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub peers: Option<String>,
+    pub join: Option<String>,
     pub http_listen: Option<String>,
     pub cluster_name: Option<String>,
     pub write_timeout_ms: Option<u64>,
@@ -104,6 +108,9 @@ pub struct FileConfig {
     pub kinesis_listen: Option<String>,
     pub kinesis_auth: Option<KinesisAuthMode>,
     pub kinesis_credentials_file: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -111,6 +118,22 @@ impl FileConfig {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// The TLS files, given all three or none.
+pub fn tls_paths(
+    cert_opt: Option<PathBuf>,
+    key_opt: Option<PathBuf>,
+    ca_opt: Option<PathBuf>,
+) -> anyhow::Result<Option<crate::tls::TlsPaths>> {
+    match (cert_opt, key_opt, ca_opt) {
+        (Some(cert), Some(key), Some(ca)) => Ok(Some(crate::tls::TlsPaths { cert, key, ca })),
+        (None, None, None) => Ok(None),
+        _ => bail!(
+            "TLS needs all three of --tls-cert, --tls-key and --tls-ca (`tributary certs create` \
+             makes them)"
+        ),
     }
 }
 
@@ -194,6 +217,26 @@ fn validate_arns(arns: &tributary_kinesis::Arns) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// cluster/node.toml documents every setting: each `# key = value` line, uncommented,
+    /// must be a key this file format knows (and of the right type).
+    #[test]
+    fn the_documented_config_file_parses() {
+        let text = include_str!("../../../cluster/node.toml");
+        let uncommented: String = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# "))
+            .filter(|line| {
+                line.split_once(" = ").is_some_and(|(key, _)| {
+                    !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                })
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let file: FileConfig = toml::from_str(&uncommented).expect("every documented key parses");
+        assert_eq!(file.id, Some(1));
+        assert!(file.tls_ca.is_some() && file.join.is_some() && file.kinesis_auth.is_some());
+    }
 
     #[test]
     fn peers_parse_and_reject_garbage() {

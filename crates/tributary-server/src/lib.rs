@@ -9,6 +9,7 @@
 //! - `moves`: node removal (replica moves through Raft membership changes).
 //! - [`service`]: the domain API trait and the thin gRPC shims over it.
 //! - [`kinesis`]: the Kinesis-compatible HTTP endpoint, another thin adapter over the same API.
+//! - [`tls`]: TLS on both ports, mutual TLS between nodes, certificate reload.
 
 pub mod admin;
 pub mod api;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod fanout;
 mod groups;
 mod http;
+pub mod keyring;
 pub mod kinesis;
 mod lifecycle;
 pub mod limits;
@@ -32,6 +34,7 @@ pub mod shard;
 mod sm_store;
 pub mod tables;
 mod telemetry;
+pub mod tls;
 mod writes;
 
 pub use config::NodeConfig;

@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 use tributary_proto::v1::tributary_client::TributaryClient;
 use tributary_raft::meta::MetaCommand;
+use tributary_raft::network::peer_endpoint;
 use tributary_raft::{NetworkFactory, PeerRouter, config::raft_config};
 use tributary_storage::{LogStore, Store};
 use tributary_types::{Error, GroupId, METADATA_GROUP, NodeId};
@@ -24,6 +25,7 @@ use crate::config::NodeConfig;
 use crate::groups::{Groups, ShardGroup};
 use crate::meta::{MetaMachine, MetaRaft, MetaView, ShardMeta};
 use crate::shard::{ShardMachine, ShardRaft};
+use crate::tls::NodeTls;
 use crate::{http, service, telemetry};
 
 /// Public API messages carry up to 5 MiB of records (10 MiB of reads) plus framing.
@@ -105,20 +107,23 @@ impl Node {
         if let Some(client) = clients.get(address) {
             return Ok(client.clone());
         }
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| Error::internal(format!("bad node address {address}: {e}")))?
-            .connect_timeout(tributary_raft::network::CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            // As on Raft channels: a connection into a partition (or to an address the peer
-            // no longer has) is noticed and replaced instead of failing every call forever.
-            .http2_keep_alive_interval(tributary_raft::network::KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(tributary_raft::network::KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(true);
+        let endpoint =
+            peer_endpoint(address, self.router.tls().as_ref()).map_err(Error::internal)?;
         let client = TributaryClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(MAX_PUBLIC_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_PUBLIC_MESSAGE_BYTES);
         clients.insert(address.to_string(), client.clone());
         Ok(client)
+    }
+
+    /// Calls to other nodes use `tls_opt` from now on (certificate rotation): open connections
+    /// are dropped and made again with it.
+    pub(crate) fn use_client_tls(&self, tls_opt: Option<ClientTlsConfig>) {
+        self.router.set_tls(tls_opt);
+        self.public_clients
+            .lock()
+            .expect("client map lock poisoned")
+            .clear();
     }
 
     pub(crate) fn node_address(&self, node: NodeId) -> Option<String> {
@@ -136,13 +141,21 @@ impl Node {
         let mut config = config;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        let tls_opt = match &config.tls_opt {
+            Some(paths) => Some(Arc::new(
+                NodeTls::load(paths.clone()).context("loading the TLS certificates")?,
+            )),
+            None => None,
+        };
+        let client_tls_opt = tls_opt.as_ref().map(|tls| tls.current().client.clone());
         let new_data_dir = !config.data_dir.join(IDENTITY_FILE).exists();
         if new_data_dir && let Some(contact) = config.join_opt.clone() {
-            config.peers = join_contacts(&contact, config.id).await?;
+            config.peers = join_contacts(&contact, config.id, client_tls_opt.as_ref()).await?;
         }
         let fresh = check_identity(&config)?;
         let store = Store::open(&config.data_dir.join("db")).context("opening RocksDB")?;
         let router = PeerRouter::default();
+        router.set_tls(client_tls_opt);
         if let Some(faults) = &config.faults_opt {
             tracing::warn!(
                 cut = ?faults.cut,
@@ -201,8 +214,17 @@ impl Node {
             stop_tx,
         });
 
-        let grpc_task = tokio::spawn(service::serve(node.clone(), listener));
+        let grpc_task = tokio::spawn(service::serve(node.clone(), listener, tls_opt.clone()));
         let mut background = Vec::new();
+        match &tls_opt {
+            Some(tls) => {
+                tracing::info!(cert = %tls.paths().cert.display(), ca = %tls.paths().ca.display(), "TLS on: clients verify this node, nodes verify each other (mutual TLS)");
+                background.push(tokio::spawn(crate::tls::reload(node.clone(), tls.clone())));
+            }
+            None => tracing::warn!(
+                "TLS is OFF: clients and nodes talk in plain text (give --tls-cert, --tls-key and --tls-ca)"
+            ),
+        }
         let http_address_opt = match http_listener_opt {
             Some(listener) => {
                 let address = listener.local_addr()?;
@@ -228,6 +250,7 @@ impl Node {
                     node.clone(),
                     listener,
                     auth,
+                    tls_opt.clone(),
                 )));
                 Some(address)
             }
@@ -346,10 +369,13 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// A joining node's contacts: every registered node, learned from `contact`'s cluster status
 /// once it sees a metadata leader. Refuses an id the cluster already knows: a node whose data
 /// was wiped (or that was removed) comes back under a new id.
-async fn join_contacts(contact: &str, id: NodeId) -> anyhow::Result<BTreeMap<NodeId, String>> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{contact}"))
-        .with_context(|| format!("--join {contact} is not host:port"))?
-        .connect_timeout(tributary_raft::network::CONNECT_TIMEOUT);
+async fn join_contacts(
+    contact: &str,
+    id: NodeId,
+    tls_opt: Option<&ClientTlsConfig>,
+) -> anyhow::Result<BTreeMap<NodeId, String>> {
+    let endpoint =
+        peer_endpoint(contact, tls_opt).map_err(|e| anyhow::anyhow!("--join {contact}: {e}"))?;
     let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
     let mut client = TributaryClient::new(endpoint.connect_lazy());
     let status = loop {
@@ -361,7 +387,7 @@ async fn join_contacts(contact: &str, id: NodeId) -> anyhow::Result<BTreeMap<Nod
         let last = match answer {
             Ok(Ok(reply)) if reply.get_ref().metadata_leader.is_some() => break reply.into_inner(),
             Ok(Ok(_)) => "it sees no metadata leader".to_string(),
-            Ok(Err(status)) => status.message().to_string(),
+            Ok(Err(status)) => tributary_proto::describe_status(&status),
             Err(_) => "no answer within 2 s".to_string(),
         };
         if tokio::time::Instant::now() >= deadline {

@@ -260,6 +260,13 @@ impl Node {
         local
             .limiter
             .charge_read_bytes(batch.bytes, std::time::Instant::now());
+        crate::telemetry::record_get_records(
+            &iterator.stream,
+            iterator.shard,
+            batch.records.len(),
+            batch.bytes,
+            batch.millis_behind_latest,
+        );
         let next_shard_iterator_opt = (!batch.at_shard_end).then(|| {
             ShardIterator {
                 position: IteratorPosition {

@@ -1,5 +1,6 @@
 //! Metrics: names in one place, the Prometheus recorder, and a task that exports each Raft
-//! group's leader, term and commit index.
+//! group's leader, term, log indexes and, from leaders, each follower's lag. The Grafana
+//! dashboard `cluster/grafana/tributary.json` charts them.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -35,6 +36,40 @@ pub fn record_put(stream: &StreamName, shard: ShardId, records: usize, bytes: us
     let labels = [("stream", stream.to_string()), ("shard", shard.to_string())];
     counter!("tributary_shard_incoming_records_total", &labels).increment(records as u64);
     counter!("tributary_shard_incoming_bytes_total", &labels).increment(bytes as u64);
+}
+
+/// One GetRecords answered from this node's replica: records and bytes out, and how far behind
+/// the shard's newest record the reader is (Kinesis' GetRecords.IteratorAgeMilliseconds).
+pub fn record_get_records(
+    stream: &StreamName,
+    shard: ShardId,
+    records: usize,
+    bytes: usize,
+    millis_behind_latest: u64,
+) {
+    let labels = [("stream", stream.to_string()), ("shard", shard.to_string())];
+    counter!("tributary_shard_outgoing_records_total", &labels).increment(records as u64);
+    counter!("tributary_shard_outgoing_bytes_total", &labels).increment(bytes as u64);
+    gauge!("tributary_iterator_age_milliseconds", &labels).set(millis_behind_latest as f64);
+}
+
+/// A connection whose TLS handshake failed or timed out.
+pub fn record_tls_handshake_failure() {
+    counter!("tributary_tls_handshake_failures_total").increment(1);
+}
+
+/// A call to the node-to-node API without a node certificate.
+pub fn record_node_call_refused() {
+    counter!("tributary_node_calls_refused_total").increment(1);
+}
+
+/// Changed certificate files, loaded or (when they did not load) left aside.
+pub fn record_tls_reload(loaded: bool) {
+    if loaded {
+        counter!("tributary_tls_reloads_total").increment(1);
+    } else {
+        counter!("tributary_tls_reload_failures_total").increment(1);
+    }
 }
 
 /// Records a replica removed for retention (counted on every replica that applies the trim).
@@ -82,6 +117,38 @@ fn export_group<C: RaftTypeConfig<NodeId = u64, Term = u64>>(
             .as_ref()
             .map_or(0.0, |id| id.index as f64),
     );
+    let last_log_index = metrics.last_log_index.unwrap_or(0);
+    gauge!("tributary_raft_last_log_index", labels).set(last_log_index as f64);
+    // How many log entries each follower is behind, as its leader sees it. Other replicas say 0
+    // for every member, so a leader that stepped down leaves no stale lag behind: take the max
+    // over nodes.
+    let lag = |follower: u64, entries: u64| {
+        let mut follower_labels = labels.to_vec();
+        follower_labels.push(("follower", follower.to_string()));
+        gauge!("tributary_raft_replication_lag_entries", &follower_labels).set(entries as f64);
+    };
+    match &metrics.replication {
+        Some(replication) => {
+            for (follower, matched_opt) in replication.iter() {
+                if *follower != metrics.id {
+                    let matched = matched_opt.as_ref().map_or(0, |id| id.index);
+                    lag(*follower, last_log_index.saturating_sub(matched));
+                }
+            }
+        }
+        None => {
+            for member in metrics
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+            {
+                if member != metrics.id {
+                    lag(member, 0);
+                }
+            }
+        }
+    }
 }
 
 pub async fn export_raft_metrics(node: Arc<Node>) {
@@ -101,6 +168,41 @@ pub async fn export_raft_metrics(node: Arc<Node>) {
                 ("shard", group.shard.to_string()),
             ];
             export_group(&labels, &group.raft.metrics().borrow_watched());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every metric the Grafana dashboard charts is one this module exports (histograms and
+    /// summaries by their base name).
+    #[test]
+    fn the_dashboard_charts_only_exported_metrics() {
+        let dashboard = include_str!("../../../cluster/grafana/tributary.json");
+        let source = include_str!("telemetry.rs");
+        let parsed: serde_json::Value = serde_json::from_str(dashboard).expect("valid JSON");
+        assert!(parsed["panels"].as_array().is_some_and(|p| p.len() > 10));
+        let mut charted = std::collections::BTreeSet::new();
+        let mut rest = dashboard;
+        while let Some(start) = rest.find("tributary_") {
+            let name: String = rest[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            rest = &rest[start + name.len()..];
+            charted.insert(name);
+        }
+        assert!(charted.len() > 10, "{charted:?}");
+        for name in charted {
+            let base = name
+                .strip_suffix("_bucket")
+                .or_else(|| name.strip_suffix("_count"))
+                .or_else(|| name.strip_suffix("_sum"))
+                .unwrap_or(&name);
+            assert!(
+                source.contains(&format!("\"{base}\"")),
+                "the dashboard charts {name}, which is not exported"
+            );
         }
     }
 }

@@ -12,7 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tributary_client::Client;
+use tributary_client::{Client, ClientOptions};
 
 use crate::control::{ClusterControl, wait_until_ready};
 
@@ -36,6 +36,10 @@ pub struct ClusterOptions {
     /// Serve the Kinesis HTTP API on every node (`--kinesis-listen` on a free port); its
     /// authentication flags go in `node_args`.
     pub kinesis: bool,
+    /// TLS on every node: certificates from `tributary certs create` in the cluster's temp dir
+    /// ([`Cluster::certs_dir`]); clients from [`Cluster::client`] and [`Cluster::cli`] trust its
+    /// CA.
+    pub tls: bool,
 }
 
 impl Default for ClusterOptions {
@@ -47,6 +51,7 @@ impl Default for ClusterOptions {
             node_args: Vec::new(),
             fault_injection: false,
             kinesis: false,
+            tls: false,
         }
     }
 }
@@ -91,6 +96,8 @@ pub struct Cluster {
     node_args: Vec<String>,
     fault_injection: bool,
     kinesis: bool,
+    /// Where the CA and node certificates are, on a TLS cluster.
+    certs_opt: Option<PathBuf>,
     /// For each node, the peers it is cut off from (see [`Cluster::partition`]).
     cuts: BTreeMap<u64, BTreeSet<u64>>,
     dir: TempDir,
@@ -123,6 +130,38 @@ async fn put_faults(http_address: &str, body: &str) -> anyhow::Result<()> {
     let status = response.lines().next().unwrap_or("");
     if status.split_whitespace().nth(1) != Some("200") {
         bail!("PUT /faults on {http_address} answered {response}");
+    }
+    Ok(())
+}
+
+/// `tributary certs create`: a CA and certificates for nodes 1..=`nodes` in `dir`.
+fn make_certs(binary: &Path, dir: &Path, nodes: u64) -> anyhow::Result<()> {
+    run_certs(
+        Command::new(binary)
+            .args(["certs", "create", "--nodes", &nodes.to_string(), "--out"])
+            .arg(dir),
+    )
+}
+
+/// `tributary certs node`: a certificate for a node added later.
+fn issue_node_cert(binary: &Path, dir: &Path, id: u64) -> anyhow::Result<()> {
+    run_certs(
+        Command::new(binary)
+            .args(["certs", "node", "--id", &id.to_string(), "--dir"])
+            .arg(dir),
+    )
+}
+
+fn run_certs(command: &mut Command) -> anyhow::Result<()> {
+    let output = command
+        .env_remove("RUST_LOG")
+        .output()
+        .context("running tributary certs")?;
+    if !output.status.success() {
+        bail!(
+            "tributary certs failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     Ok(())
 }
@@ -160,6 +199,13 @@ impl Cluster {
                 retired: false,
             });
         }
+        let certs_opt = if options.tls {
+            let certs = dir.path().join("certs");
+            make_certs(binary.as_ref(), &certs, options.nodes)?;
+            Some(certs)
+        } else {
+            None
+        };
         let voters = options.metadata_voters_opt.unwrap_or(options.nodes);
         let peers = nodes
             .iter()
@@ -174,6 +220,7 @@ impl Cluster {
             node_args: options.node_args.clone(),
             fault_injection: options.fault_injection,
             kinesis: options.kinesis,
+            certs_opt,
             cuts: BTreeMap::new(),
             dir,
         };
@@ -219,20 +266,35 @@ impl Cluster {
 
     /// A client that fails over between every node.
     pub fn client(&self) -> Client {
-        Client::from_list(&self.endpoints()).expect("valid endpoints")
+        Client::from_list_with(&self.endpoints(), &ClusterControl::client_options(self))
+            .expect("valid endpoints")
     }
 
     /// A client that talks to one node only.
     pub fn client_of(&self, id: u64) -> Client {
-        Client::new(&[self.node(id).address.as_str()]).expect("valid endpoint")
+        Client::with_options(
+            &[self.node(id).address.as_str()],
+            &ClusterControl::client_options(self),
+        )
+        .expect("valid endpoint")
     }
 
-    /// The `tributary` command with `--endpoint` pointing at the running nodes.
+    /// The CA and node certificates of a TLS cluster (`ca.pem`, `node-<id>.pem`, ...).
+    pub fn certs_dir(&self) -> Option<&Path> {
+        self.certs_opt.as_deref()
+    }
+
+    /// The `tributary` command with `--endpoint` pointing at the running nodes (and
+    /// `TRIBUTARY_TLS_CA` at the cluster's CA on a TLS cluster).
     pub fn cli(&self) -> Command {
         let mut command = Command::new(&self.binary);
         command
             .env("TRIBUTARY_ENDPOINT", self.running_endpoints())
             .env_remove("RUST_LOG");
+        match &self.certs_opt {
+            Some(certs) => command.env("TRIBUTARY_TLS_CA", certs.join("ca.pem")),
+            None => command.env_remove("TRIBUTARY_TLS_CA"),
+        };
         command
     }
 
@@ -251,6 +313,22 @@ impl Cluster {
         let node = &mut self.nodes[(id - 1) as usize];
         if self.kinesis {
             node_args.push(format!("--kinesis-listen={}", node.kinesis_address));
+        }
+        if let Some(certs) = &self.certs_opt {
+            if !certs.join(format!("node-{id}.pem")).exists() {
+                issue_node_cert(&self.binary, certs, id)?;
+            }
+            node_args.extend([
+                format!(
+                    "--tls-cert={}",
+                    certs.join(format!("node-{id}.pem")).display()
+                ),
+                format!(
+                    "--tls-key={}",
+                    certs.join(format!("node-{id}.key")).display()
+                ),
+                format!("--tls-ca={}", certs.join("ca.pem").display()),
+            ]);
         }
         if node.child_opt.is_some() {
             bail!("node {id} is already running");
@@ -503,6 +581,15 @@ impl Drop for Cluster {
 }
 
 impl ClusterControl for Cluster {
+    fn client_options(&self) -> ClientOptions {
+        match &self.certs_opt {
+            Some(certs) => {
+                ClientOptions::tls_ca_file(certs.join("ca.pem")).expect("the cluster's CA")
+            }
+            None => ClientOptions::default(),
+        }
+    }
+
     fn node_ids(&self) -> Vec<u64> {
         self.nodes
             .iter()

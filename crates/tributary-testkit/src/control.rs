@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tributary_client::Client;
+use tributary_client::{Client, ClientOptions};
 
 use crate::wait::wait_until;
 
@@ -23,6 +23,11 @@ pub trait ClusterControl {
     /// The last lines of every node's log, for failure reports.
     fn logs(&self) -> String;
 
+    /// How clients connect: TLS with the cluster's CA when the cluster serves TLS.
+    fn client_options(&self) -> ClientOptions {
+        ClientOptions::default()
+    }
+
     /// A client that fails over between every node.
     fn client(&self) -> Client {
         let endpoints: Vec<String> = self
@@ -30,12 +35,13 @@ pub trait ClusterControl {
             .into_iter()
             .map(|id| self.endpoint_of(id))
             .collect();
-        Client::new(&endpoints).expect("valid endpoints")
+        Client::with_options(&endpoints, &self.client_options()).expect("valid endpoints")
     }
 
     /// A client that talks to node `id` only.
     fn client_of(&self, id: u64) -> Client {
-        Client::new(&[self.endpoint_of(id)]).expect("valid endpoint")
+        Client::with_options(&[self.endpoint_of(id)], &self.client_options())
+            .expect("valid endpoint")
     }
 
     /// The nodes in `az`.

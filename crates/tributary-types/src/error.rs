@@ -27,10 +27,16 @@ pub enum ErrorCode {
     /// An idempotent put's record was stored by an earlier attempt, whose sequence number the
     /// shard no longer remembers (it is not stored twice).
     DuplicateRecord,
+    /// The call carries no credentials, or credentials the cluster does not recognise or whose
+    /// signature does not verify (`--auth required`).
+    Unauthenticated,
+    /// The key an encrypted stream names is not in the node's key ring (or not the version the
+    /// data was sealed with): Kinesis' KMSNotFoundException.
+    KmsNotFound,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::ResourceNotFound,
         ErrorCode::ResourceInUse,
         ErrorCode::InvalidArgument,
@@ -44,6 +50,8 @@ impl ErrorCode {
         ErrorCode::ConditionalCheckFailed,
         ErrorCode::ExpiredNextToken,
         ErrorCode::DuplicateRecord,
+        ErrorCode::Unauthenticated,
+        ErrorCode::KmsNotFound,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +69,8 @@ impl ErrorCode {
             ErrorCode::ConditionalCheckFailed => "CONDITIONAL_CHECK_FAILED",
             ErrorCode::ExpiredNextToken => "EXPIRED_NEXT_TOKEN",
             ErrorCode::DuplicateRecord => "DUPLICATE_RECORD",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::KmsNotFound => "KMS_NOT_FOUND",
         }
     }
 

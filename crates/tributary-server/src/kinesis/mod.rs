@@ -27,6 +27,7 @@ use tributary_kinesis::{Encoding, KinesisError, TARGET_PREFIX, eventstream};
 
 use crate::node::Node;
 use crate::telemetry;
+use crate::tls::{NodeTls, Port, TlsListener};
 pub use ops::OPERATIONS;
 use ops::{Operations, Reply};
 
@@ -60,7 +61,12 @@ struct Endpoint {
 }
 
 /// Serves the endpoint until the node stops.
-pub async fn serve(node: Arc<Node>, listener: TcpListener, auth: KinesisAuth) {
+pub async fn serve(
+    node: Arc<Node>,
+    listener: TcpListener,
+    auth: KinesisAuth,
+    tls_opt: Option<Arc<NodeTls>>,
+) {
     let mut stop = node.stop_signal();
     let arns = node.config.arns.clone();
     let verifier_opt = match auth {
@@ -78,15 +84,25 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, auth: KinesisAuth) {
     let shutdown = async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY on a Kinesis connection");
+    let result = match tls_opt {
+        Some(tls) => {
+            let listener = TlsListener::new(listener, tls, Port::Kinesis);
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
         }
-    });
-    if let Err(error) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
+        None => {
+            let listener = listener.tap_io(|tcp| {
+                if let Err(error) = tcp.set_nodelay(true) {
+                    tracing::debug!(%error, "could not set TCP_NODELAY on a Kinesis connection");
+                }
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
+    if let Err(error) = result {
         tracing::error!(%error, "Kinesis endpoint failed");
     }
 }

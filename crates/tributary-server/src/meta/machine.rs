@@ -146,7 +146,8 @@ impl RaftStateMachine<C> for MetaMachine {
             let response = match &entry.payload {
                 EntryPayload::Blank => MetaResponse::default(),
                 EntryPayload::Normal(command) => {
-                    catalogue_changed |= !matches!(command, MetaCommand::Table(_));
+                    catalogue_changed |=
+                        !matches!(command, MetaCommand::Table(_) | MetaCommand::Auth(_));
                     let (result, item_opt) = match state.apply_with_item(command) {
                         Ok(item_opt) => (Ok(()), item_opt),
                         Err(error) => {

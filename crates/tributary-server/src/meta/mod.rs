@@ -1,5 +1,6 @@
 //! The metadata group (group 0): the node list and the stream catalogue, replicated on every node.
 
+pub mod auth;
 pub mod listing;
 mod machine;
 pub mod moves;

@@ -175,6 +175,8 @@ pub struct MetaState {
     pub tables: BTreeMap<String, super::tables::TableMeta>,
     /// Ids of nodes removed from the cluster; none of them may register again.
     pub removed_nodes: std::collections::BTreeSet<NodeId>,
+    /// Users, access keys and policies (see `auth.rs`).
+    pub auth: super::auth::AuthState,
 }
 
 impl Default for MetaState {
@@ -186,6 +188,7 @@ impl Default for MetaState {
             next_group: 1,
             tables: BTreeMap::new(),
             removed_nodes: Default::default(),
+            auth: Default::default(),
         }
     }
 }
@@ -238,12 +241,16 @@ impl MetaState {
         if let MetaCommand::Table(table_command) = command {
             return self.apply_table(table_command);
         }
+        if let MetaCommand::Auth(auth_command) = command {
+            return self.apply_auth(auth_command).map(|()| None);
+        }
         self.apply_catalogue(command).map(|()| None)
     }
 
     fn apply_catalogue(&mut self, command: &MetaCommand) -> Result<(), Error> {
         match command {
             MetaCommand::Table(_) => unreachable!("table commands are applied by apply_table"),
+            MetaCommand::Auth(_) => unreachable!("auth commands are applied by apply_auth"),
             MetaCommand::RegisterNode {
                 node_id,
                 az,

@@ -24,6 +24,8 @@ pub fn cluster_status_to_proto(status: ClusterStatus) -> v1::ClusterStatusRespon
                 removing: node.removing,
                 metadata_voter: node.metadata_voter,
                 replica_count: node.replica_count,
+                shard_leaders: node.shard_leaders,
+                lag_entries: node.lag_entries,
             })
             .collect(),
         metadata_leader: status.metadata_leader_opt,

@@ -9,6 +9,7 @@ mod tables;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tributary_proto::internal::internal_server::InternalServer;
 use tributary_proto::v1::tables_server::TablesServer;
@@ -16,9 +17,10 @@ use tributary_proto::v1::tributary_server::TributaryServer;
 use tributary_raft::network::MAX_INTERNAL_MESSAGE_BYTES;
 
 use crate::node::{MAX_PUBLIC_MESSAGE_BYTES, Node};
+use crate::tls::{NodeCertificateCheck, NodeTls, Port};
 
 /// Serves the public and internal APIs on one port until the node stops; in-flight calls finish.
-pub async fn serve(node: Arc<Node>, listener: TcpListener) {
+pub async fn serve(node: Arc<Node>, listener: TcpListener, tls_opt: Option<Arc<NodeTls>>) {
     let mut stop = node.stop_signal();
     let public = TributaryServer::new(public::PublicService { node: node.clone() })
         .max_decoding_message_size(MAX_PUBLIC_MESSAGE_BYTES)
@@ -27,20 +29,42 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
     let internal = InternalServer::new(internal::InternalService { node })
         .max_decoding_message_size(MAX_INTERNAL_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_INTERNAL_MESSAGE_BYTES);
+    let internal = InterceptedService::new(
+        internal,
+        NodeCertificateCheck {
+            tls_on: tls_opt.is_some(),
+        },
+    );
     let shutdown = async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
-    let result = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .add_service(public)
         .add_service(tables)
-        .add_service(internal)
+        .add_service(internal);
+    let result = match tls_opt {
+        Some(tls) => {
+            let mut connections = crate::tls::accept(listener, tls, Port::Grpc);
+            let incoming = futures::stream::poll_fn(move |cx| {
+                connections
+                    .poll_recv(cx)
+                    .map(|accepted| accepted.map(|(stream, _)| Ok::<_, std::io::Error>(stream)))
+            });
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
         // Sockets accepted here do not get the builder's TCP settings: set no-delay on them, or
         // every small response waits for a delayed ACK (about 40 ms per call).
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await;
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    shutdown,
+                )
+                .await
+        }
+    };
     if let Err(error) = result {
         tracing::error!(%error, "gRPC server failed");
     }

@@ -88,8 +88,11 @@ impl Tributary for PublicService {
     }
 
     async fn ping(&self, _: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
+        let report = self.node.leadership_report();
         Ok(Response::new(PingResponse {
             node_id: self.node.id(),
+            shard_leaders: report.shard_leaders,
+            follower_lag: report.follower_lag.into_iter().collect(),
         }))
     }
 

@@ -1,0 +1,359 @@
+//! TLS: clients verify nodes, nodes verify each other, and a process without a certificate
+//! from the cluster's CA can neither use the node-to-node API nor join.
+
+mod common;
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{BINARY, cli, cli_json, read_all, stderr, stdout};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+use tributary_client::{Client, ClientOptions, v1};
+use tributary_proto::internal::RaftMessage;
+use tributary_proto::internal::internal_client::InternalClient;
+use tributary_testkit::{Cluster, ClusterOptions, wait_until};
+
+async fn start_tls_cluster() -> Cluster {
+    Cluster::start(
+        BINARY,
+        ClusterOptions {
+            tls: true,
+            kinesis: true,
+            node_args: vec!["--kinesis-auth=none".to_string()],
+            ..ClusterOptions::default()
+        },
+    )
+    .await
+    .expect("TLS cluster starts")
+}
+
+fn run_certs(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(BINARY)
+        .arg("certs")
+        .args(args)
+        .arg(dir)
+        .output()
+        .expect("tributary certs runs")
+}
+
+#[test]
+fn certs_create_makes_a_ca_and_node_certificates_with_private_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("certs");
+    let output = run_certs(
+        &["create", "--nodes", "2", "--host", "node1.example", "--out"],
+        &out,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    for file in [
+        "ca.pem",
+        "ca.key",
+        "node-1.pem",
+        "node-1.key",
+        "node-2.pem",
+        "node-2.key",
+    ] {
+        assert!(out.join(file).exists(), "{file} missing");
+    }
+    for key in ["ca.key", "node-1.key", "node-2.key"] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(out.join(key)).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{key} must be private");
+    }
+    // Never a second CA over the first: its nodes would stop trusting each other.
+    let again = run_certs(&["create", "--nodes", "2", "--out"], &out);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("already holds a CA"),
+        "{}",
+        stderr(&again)
+    );
+
+    // One more node from the same CA; an existing one is kept unless forced.
+    let more = run_certs(&["node", "--id", "3", "--dir"], &out);
+    assert!(more.status.success(), "{}", stderr(&more));
+    assert!(out.join("node-3.pem").exists());
+    let existing = run_certs(&["node", "--id", "1", "--dir"], &out);
+    assert!(!existing.status.success());
+    assert!(
+        stderr(&existing).contains("--force"),
+        "{}",
+        stderr(&existing)
+    );
+
+    // A node refuses a certificate its CA did not sign, at start and with the reason.
+    let other = dir.path().join("other");
+    assert!(
+        run_certs(&["create", "--nodes", "1", "--out"], &other)
+            .status
+            .success()
+    );
+    let data = dir.path().join("data");
+    let refused = common::node_command(1, &data)
+        .arg("--tls-cert")
+        .arg(other.join("node-1.pem"))
+        .arg("--tls-key")
+        .arg(other.join("node-1.key"))
+        .arg("--tls-ca")
+        .arg(out.join("ca.pem"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("does not verify against the CA"),
+        "{}",
+        stderr(&refused)
+    );
+    // Half a TLS set-up is refused too.
+    let half = common::node_command(1, &data)
+        .arg("--tls-cert")
+        .arg(out.join("node-1.pem"))
+        .output()
+        .unwrap();
+    assert!(!half.status.success());
+    assert!(
+        stderr(&half).contains("all three of --tls-cert, --tls-key and --tls-ca"),
+        "{}",
+        stderr(&half)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_cluster_replicates_and_serves_only_clients_that_speak_tls() {
+    let cluster = start_tls_cluster().await;
+    let certs = cluster
+        .certs_dir()
+        .expect("a TLS cluster has certificates")
+        .to_path_buf();
+    let ca_pem = std::fs::read(certs.join("ca.pem")).unwrap();
+
+    // Writes replicate (Raft between nodes runs over mutual TLS) and read back.
+    let client = cluster.client();
+    client
+        .create_stream("secure", 2, None)
+        .await
+        .expect("stream created over TLS");
+    let (acked, failed) = common::put_records(&client, "secure", "r", 50).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let mut read = read_all(&client, "secure").await.unwrap();
+    read.sort();
+    let mut expected = acked.clone();
+    expected.sort();
+    assert_eq!(read, expected);
+
+    // The CLI takes the CA from TRIBUTARY_TLS_CA.
+    let streams = cli_json(&cluster, &["stream", "list", "--json"]);
+    assert!(streams.to_string().contains("secure"), "{streams}");
+    // Without it, the CLI cannot talk to the cluster.
+    let plain = cluster
+        .cli()
+        .env_remove("TRIBUTARY_TLS_CA")
+        .args(["stream", "list"])
+        .output()
+        .unwrap();
+    assert!(!plain.status.success(), "{}", stdout(&plain));
+
+    // A plain-text client gets nowhere.
+    let node1 = cluster.node(1).address.clone();
+    let plain = Client::new(&[node1.as_str()])
+        .unwrap()
+        .with_call_timeout(Duration::from_secs(5));
+    let error = plain.list_streams().await.expect_err("plain text refused");
+    assert_eq!(error.code(), "ENDPOINT_UNREACHABLE", "{error}");
+    assert!(error.to_string().contains("--tls-ca"), "{error}");
+
+    // Nor does a client that trusts another CA: it cannot verify the node.
+    let other = tempfile::tempdir().unwrap();
+    assert!(
+        run_certs(
+            &["create", "--nodes", "1", "--out"],
+            &other.path().join("ca")
+        )
+        .status
+        .success()
+    );
+    let stranger = Client::with_options(
+        &[node1.as_str()],
+        &ClientOptions::tls_ca_file(other.path().join("ca/ca.pem")).unwrap(),
+    )
+    .unwrap()
+    .with_call_timeout(Duration::from_secs(5));
+    let error = stranger
+        .list_streams()
+        .await
+        .expect_err("an unverifiable node is refused");
+    assert_eq!(error.code(), "ENDPOINT_UNREACHABLE", "{error}");
+    assert!(error.to_string().contains("certificate"), "{error}");
+
+    // A TLS client without a node certificate may use the public API but not the node-to-node
+    // one: no Raft messages from strangers.
+    let endpoint = Endpoint::from_shared(format!("https://{node1}"))
+        .unwrap()
+        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca_pem)))
+        .unwrap();
+    let mut internal = InternalClient::new(endpoint.connect().await.expect("TLS connects"));
+    let status = internal
+        .raft(RaftMessage::default())
+        .await
+        .expect_err("the node-to-node API refuses a caller without a node certificate");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert_eq!(
+        tributary_client::error_from_status(&status).code.as_str(),
+        "ACCESS_DENIED"
+    );
+
+    // The Kinesis endpoint serves HTTPS with the node's certificate, and nothing in clear.
+    let kinesis = cluster.node(2).kinesis_address.clone();
+    let (status, body) = kinesis_over_tls(&kinesis, &ca_pem, "ListStreams", "{}")
+        .await
+        .expect("HTTPS request");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"secure\""), "{body}");
+    let mut tcp = tokio::net::TcpStream::connect(&kinesis).await.unwrap();
+    tcp.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer)).await;
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("HTTP/1.1 200"),
+        "plain HTTP was served: {}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_certificate_from_another_ca_cannot_join() {
+    let cluster = start_tls_cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rogue_certs = dir.path().join("rogue");
+    assert!(
+        run_certs(&["create", "--nodes", "4", "--out"], &rogue_certs)
+            .status
+            .success()
+    );
+    let log_path = dir.path().join("rogue.log");
+    let log = File::create(&log_path).unwrap();
+    let listen = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    };
+    let mut rogue = Command::new(BINARY)
+        .args(["node", "--id", "4", "--az", "az-1", "--listen", &listen])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--join", &cluster.node(1).address])
+        .arg("--tls-cert")
+        .arg(rogue_certs.join("node-4.pem"))
+        .arg("--tls-key")
+        .arg(rogue_certs.join("node-4.key"))
+        .arg("--tls-ca")
+        .arg(rogue_certs.join("ca.pem"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("the rogue node starts");
+
+    // The cluster refuses the handshake; the rogue cannot verify the cluster either.
+    wait_until(
+        Duration::from_secs(30),
+        "node 1 to refuse the rogue's TLS handshake, and the rogue to say why it cannot join",
+        || {
+            let cluster_log = cluster.node_log(1);
+            let rogue_log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            async move {
+                let refused = cluster_log.contains("refused a TLS connection");
+                let told = rogue_log.contains("waiting to join the cluster")
+                    && rogue_log.contains("certificate");
+                if refused && told {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "node 1 refused: {refused}; rogue log: {}",
+                        rogue_log.lines().last().unwrap_or("")
+                    ))
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+
+    // The cluster still has its three nodes, and nothing else.
+    let status = cluster.client().cluster_status().await.unwrap();
+    let ids: Vec<u64> = status.nodes.iter().map(|n| n.id).collect();
+    assert_eq!(ids, vec![1, 2, 3], "{status:?}");
+    let _ = rogue.kill();
+    let _ = rogue.wait();
+
+    // And the cluster keeps working.
+    let client = cluster.client();
+    client.create_stream("after-rogue", 1, None).await.unwrap();
+    client
+        .put_record(v1::PutRecordRequest {
+            stream_name: "after-rogue".to_string(),
+            partition_key: "k".to_string(),
+            data: Bytes::from_static(b"still here"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let output = cli(&cluster, &["cluster", "status"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+/// One Kinesis call over HTTPS/1.1 (no SigV4: the cluster runs `--kinesis-auth none`); returns
+/// the status and body.
+async fn kinesis_over_tls(
+    address: &str,
+    ca_pem: &[u8],
+    operation: &str,
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(address).await?;
+    let ip: std::net::SocketAddr = address.parse()?;
+    let mut tls = connector
+        .connect(ServerName::IpAddress(ip.ip().into()), tcp)
+        .await?;
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {address}\r\nX-Amz-Target: Kinesis_20131202.{operation}\r\n\
+         Content-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    // A server may close without TLS close_notify; what arrived before counts.
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut response)).await;
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no HTTP status in {text:?}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
