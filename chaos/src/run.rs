@@ -91,6 +91,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<Summary> {
             fault_injection: true,
             kinesis: false,
             tls: false,
+            auth: false,
         };
         let mut cluster = Cluster::start(&config.binary, options)
             .await

@@ -10,8 +10,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
-use tributary_client::{Client, ClientOptions};
+use tributary_client::{AccessKey, Client, ClientOptions};
 use tributary_server::config::KinesisAuthMode;
+use tributary_server::keyring::DEFAULT_KEY;
 use tributary_server::kinesis_wire::arn::DEFAULT_REGION;
 
 use crate::certs;
@@ -20,6 +21,9 @@ use crate::certs;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a node may take to stop after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// With --secure: the key ring and the admin's access key, in the data dir.
+const KEY_RING_FILE: &str = "keys.toml";
+const ADMIN_KEY_FILE: &str = "admin-key";
 /// HTTP (health/metrics) ports are the gRPC ports plus this offset.
 const HTTP_PORT_OFFSET: u16 = 100;
 
@@ -47,8 +51,10 @@ pub struct DevArgs {
     /// An access key for --kinesis-auth sigv4, as ACCESS_KEY_ID:SECRET_ACCESS_KEY.
     #[arg(long = "kinesis-access-key")]
     kinesis_access_keys: Vec<String>,
-    /// TLS everywhere: a CA and node certificates in DATA_DIR/certs (made on first use, kept
-    /// after), TLS on the gRPC ports and Kinesis endpoints, mutual TLS between the nodes.
+    /// TLS and auth: a CA and node certificates in DATA_DIR/certs, a key ring and an admin
+    /// access key in DATA_DIR (all made on first use, kept after); TLS on the gRPC ports and
+    /// Kinesis endpoints, mutual TLS between the nodes, --auth required (SigV4 on the Kinesis
+    /// endpoint). Prints the admin's access key.
     #[arg(long)]
     secure: bool,
 }
@@ -71,6 +77,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             &args.data_dir.join("certs"),
             u64::from(args.nodes),
         )?)
+    } else {
+        None
+    };
+    let admin_opt = if args.secure {
+        Some(ensure_auth_files(&args.data_dir)?)
     } else {
         None
     };
@@ -113,6 +124,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             .args(["--shard-limits", limits_flag(args.shard_limits)])
             .args(kinesis_flags(&args, i))
             .args(tls_flags(certs_opt.as_deref(), id))
+            .args(auth_flags(&args.data_dir, admin_opt.is_some()))
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting node {id}"))?;
@@ -124,18 +136,20 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         children.push(child);
     }
 
-    let options = match &certs_opt {
+    let mut options = match &certs_opt {
         Some(dir) => ClientOptions::tls_ca_file(dir.join(certs::CA_CERT_FILE))?,
         None => ClientOptions::default(),
     };
+    options.access_key_opt = admin_opt.clone();
     let client = Client::with_options(&endpoints, &options)?;
     let scheme = if args.secure { "https" } else { "http" };
     wait_until_ready(&client, usize::from(args.nodes)).await?;
     println!("endpoints: {}", endpoints.join(","));
     if args.kinesis_port != 0 {
-        let auth = match args.kinesis_auth {
-            KinesisAuthMode::None => "no authentication",
-            KinesisAuthMode::Sigv4 => "SigV4",
+        let auth = match (args.kinesis_auth, args.secure) {
+            (_, true) => "SigV4 against the cluster's users",
+            (KinesisAuthMode::None, false) => "no authentication",
+            (KinesisAuthMode::Sigv4, false) => "SigV4",
         };
         println!(
             "kinesis endpoint: {scheme}://127.0.0.1:{} (every node: ports {}..{}; region {DEFAULT_REGION}, {auth})",
@@ -157,6 +171,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         println!(
             "export TRIBUTARY_TLS_CA={}",
             dir.join(certs::CA_CERT_FILE).display()
+        );
+    }
+    if let Some(admin) = &admin_opt {
+        println!(
+            "export TRIBUTARY_ACCESS_KEY_ID={} TRIBUTARY_SECRET_ACCESS_KEY={}",
+            admin.access_key_id, admin.secret_access_key
+        );
+        println!(
+            "  (the admin; AWS tools: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY with the same values)"
         );
     }
     println!(
@@ -196,9 +219,10 @@ fn kinesis_flags(args: &DevArgs, index: u16) -> Vec<String> {
         "--kinesis-listen".to_string(),
         format!("127.0.0.1:{}", args.kinesis_port + index),
         "--kinesis-auth".to_string(),
-        match args.kinesis_auth {
-            KinesisAuthMode::None => "none".to_string(),
-            KinesisAuthMode::Sigv4 => "sigv4".to_string(),
+        // --secure: SigV4 against the cluster's users.
+        match (args.kinesis_auth, args.secure) {
+            (KinesisAuthMode::None, false) => "none".to_string(),
+            _ => "sigv4".to_string(),
         },
     ]
 }
@@ -221,6 +245,56 @@ fn ensure_certs(dir: &Path, nodes: u64) -> anyhow::Result<PathBuf> {
         }
     }
     Ok(dir.to_path_buf())
+}
+
+/// The key ring and the admin's access key in `data_dir`, made when missing. Returns the key.
+fn ensure_auth_files(data_dir: &Path) -> anyhow::Result<AccessKey> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let key_ring = data_dir.join(KEY_RING_FILE);
+    if !key_ring.exists() {
+        tributary_server::keyring::create_file(&key_ring, &[DEFAULT_KEY.to_string()])?;
+    }
+    let admin_file = data_dir.join(ADMIN_KEY_FILE);
+    if !admin_file.exists() {
+        const ID: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        const SECRET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let pick = |alphabet: &[u8], len: usize| -> String {
+            (0..len)
+                .map(|_| alphabet[rand::random_range(0..alphabet.len())] as char)
+                .collect()
+        };
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&admin_file)
+            .with_context(|| format!("writing {}", admin_file.display()))?;
+        writeln!(file, "TRIB{}:{}", pick(ID, 16), pick(SECRET, 40))?;
+    }
+    let (access_key_id, secret_access_key) =
+        tributary_server::auth::admin::read_admin_key_file(&admin_file)?;
+    Ok(AccessKey {
+        access_key_id,
+        secret_access_key,
+    })
+}
+
+/// `--auth required` with the key ring and admin key of `data_dir`.
+fn auth_flags(data_dir: &Path, secure: bool) -> Vec<String> {
+    if !secure {
+        return Vec::new();
+    }
+    vec![
+        "--auth".to_string(),
+        "required".to_string(),
+        "--key-ring".to_string(),
+        data_dir.join(KEY_RING_FILE).display().to_string(),
+        "--admin-key-file".to_string(),
+        data_dir.join(ADMIN_KEY_FILE).display().to_string(),
+    ]
 }
 
 /// The `tributary node` flags of node `id` for TLS.

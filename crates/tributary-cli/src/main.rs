@@ -1,6 +1,7 @@
 //! `tributary`: run a node (`node`) or a local cluster (`dev`), and talk to a cluster (`cluster`,
 //! `stream`, `shards`, `consumer`, `put`, `get`).
 
+mod access;
 mod certs;
 mod consume;
 mod consumer;
@@ -16,7 +17,7 @@ mod table;
 mod time;
 
 use clap::{Parser, Subcommand};
-use tributary_client::{Client, ClientError, ClientOptions, DEFAULT_ENDPOINT};
+use tributary_client::{AccessKey, Client, ClientError, ClientOptions, DEFAULT_ENDPOINT};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +52,23 @@ pub struct ClientArgs {
         requires = "tls_ca"
     )]
     tls_server_name: Option<String>,
+    /// The access key id calls are signed with (clusters run with --auth required).
+    #[arg(
+        long,
+        env = "TRIBUTARY_ACCESS_KEY_ID",
+        global = true,
+        requires = "secret_access_key"
+    )]
+    access_key_id: Option<String>,
+    /// The secret access key that signs calls; it is never sent.
+    #[arg(
+        long,
+        env = "TRIBUTARY_SECRET_ACCESS_KEY",
+        global = true,
+        hide_env_values = true,
+        requires = "access_key_id"
+    )]
+    secret_access_key: Option<String>,
 }
 
 impl ClientArgs {
@@ -60,6 +78,14 @@ impl ClientArgs {
             None => ClientOptions::default(),
         };
         options.tls_server_name_opt = self.tls_server_name.clone();
+        options.access_key_opt = self
+            .access_key_id
+            .clone()
+            .zip(self.secret_access_key.clone())
+            .map(|(access_key_id, secret_access_key)| AccessKey {
+                access_key_id,
+                secret_access_key,
+            });
         Client::from_list_with(&self.endpoint, &options)
     }
 }
@@ -74,6 +100,25 @@ enum Command {
     Certs {
         #[command(subcommand)]
         command: certs::CertsCommand,
+    },
+    /// Make or rotate the key ring (the keys that seal secrets).
+    Keys {
+        #[command(subcommand)]
+        command: access::KeysCommand,
+    },
+    /// Users and their access keys (--auth required clusters).
+    User {
+        #[command(subcommand)]
+        command: access::UserCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// IAM-like policies: put, attach to users, detach, list.
+    Policy {
+        #[command(subcommand)]
+        command: access::PolicyCommand,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Inspect the cluster.
     Cluster {
@@ -151,6 +196,18 @@ fn main() -> std::process::ExitCode {
             Command::Certs { command } => {
                 init_tracing("warn");
                 certs::run(command)
+            }
+            Command::Keys { command } => {
+                init_tracing("warn");
+                access::run_keys(command)
+            }
+            Command::User { command, client } => {
+                init_tracing("warn");
+                access::run_user(command, &client).await
+            }
+            Command::Policy { command, client } => {
+                init_tracing("warn");
+                access::run_policy(command, &client).await
             }
             Command::Cluster { command, client } => {
                 init_tracing("warn");

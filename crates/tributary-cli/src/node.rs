@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
+use tributary_server::auth::AuthMode;
+use tributary_server::auth::admin::read_admin_key_file;
 use tributary_server::config::{
     DEFAULT_ADMIN_TIMEOUT_MS, DEFAULT_RETENTION_HOUR_MS, DEFAULT_SCALING_WINDOW_MS,
     DEFAULT_WRITE_TIMEOUT_MS, FaultConfig, FileConfig, KinesisAuthMode, ShardLimits, parse_peers,
@@ -94,6 +96,20 @@ pub struct NodeArgs {
     /// The cluster's CA certificate (PEM): other nodes' certificates must be signed by it.
     #[arg(long, env = "TRIBUTARY_TLS_CA")]
     tls_ca: Option<PathBuf>,
+    /// none (default: anyone who reaches the node may do anything) or required (every call is
+    /// signed with an access key and allowed by the caller's policies; needs TLS and
+    /// --key-ring). Give every node the same value.
+    #[arg(long, env = "TRIBUTARY_AUTH", value_enum)]
+    auth: Option<AuthMode>,
+    /// The key ring (named AES-256 keys; `tributary keys create` makes one), the same file on
+    /// every node. Access keys' secrets are stored sealed with it.
+    #[arg(long, env = "TRIBUTARY_KEY_RING")]
+    key_ring: Option<PathBuf>,
+    /// The first administrator's access key, ACCESS_KEY_ID:SECRET (or the AWS credentials
+    /// format): with --auth required, the user `admin` with the AdministratorAccess policy is
+    /// made with it unless a user `admin` exists.
+    #[arg(long, env = "TRIBUTARY_ADMIN_KEY_FILE")]
+    admin_key_file: Option<PathBuf>,
     /// A TOML file with any of these settings (flags and TRIBUTARY_* variables win).
     #[arg(long, env = "TRIBUTARY_CONFIG")]
     config: Option<PathBuf>,
@@ -214,6 +230,12 @@ fn build_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
         }),
         arns,
         kinesis_opt,
+        auth_mode: args.auth.or(file.auth).unwrap_or(AuthMode::None),
+        key_ring_opt: args.key_ring.or(file.key_ring),
+        admin_key_opt: match args.admin_key_file.or(file.admin_key_file) {
+            Some(path) => Some(read_admin_key_file(&path)?),
+            None => None,
+        },
         tls_opt: tls_paths(
             args.tls_cert.or(file.tls_cert),
             args.tls_key.or(file.tls_key),

@@ -278,11 +278,22 @@ fn status_json(status: &v1::ClusterStatusResponse) -> Value {
         })
         .collect();
     json!({"nodes": nodes, "metadata_leader": status.metadata_leader,
+        "auth": status.auth, "tls": status.tls,
         "answered_by": status.answered_by, "moves": moves,
         "removed_nodes": status.removed_node_ids})
 }
 
 fn print_status(status: &v1::ClusterStatusResponse) {
+    println!(
+        "auth: {}, tls: {} (node {})\n",
+        if status.auth.is_empty() {
+            "unknown"
+        } else {
+            status.auth.as_str()
+        },
+        if status.tls { "on" } else { "off" },
+        status.answered_by
+    );
     let rows: Vec<Vec<String>> = status
         .nodes
         .iter()

@@ -47,6 +47,10 @@ struct Dev {
 
 impl Dev {
     fn start(base_port: u16, data_dir: &std::path::Path) -> Dev {
+        Dev::start_with(base_port, data_dir, &[])
+    }
+
+    fn start_with(base_port: u16, data_dir: &std::path::Path, extra: &[&str]) -> Dev {
         let mut child = Command::new(BINARY)
             .args([
                 "dev",
@@ -61,6 +65,7 @@ impl Dev {
             ])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -186,6 +191,66 @@ fn dev_cluster_starts_stops_and_keeps_its_data() {
     assert!(
         text.contains("survives restarts"),
         "data back after restart: {text}"
+    );
+    dev.stop();
+}
+
+/// `tributary dev --secure`: TLS and auth from one command; it prints what clients need.
+#[test]
+fn dev_secure_serves_tls_and_requires_credentials() {
+    let base = free_base_port();
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start_with(base, dir.path(), &["--secure"]);
+    let output = dev.wait_ready();
+    let export = |name: &str| -> String {
+        output
+            .iter()
+            .flat_map(|line| line.split_whitespace())
+            .find_map(|word| word.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {output:?}"))
+            .to_string()
+    };
+    let (endpoint, ca) = (export("TRIBUTARY_ENDPOINT"), export("TRIBUTARY_TLS_CA"));
+    let (key_id, secret) = (
+        export("TRIBUTARY_ACCESS_KEY_ID"),
+        export("TRIBUTARY_SECRET_ACCESS_KEY"),
+    );
+    let run = |envs: &[(&str, &str)], args: &[&str]| {
+        let mut command = Command::new(BINARY);
+        command.args(args).env("TRIBUTARY_ENDPOINT", &endpoint);
+        for variable in [
+            "TRIBUTARY_TLS_CA",
+            "TRIBUTARY_ACCESS_KEY_ID",
+            "TRIBUTARY_SECRET_ACCESS_KEY",
+        ] {
+            command.env_remove(variable);
+        }
+        command.envs(envs.iter().copied()).output().unwrap()
+    };
+    let all = [
+        ("TRIBUTARY_TLS_CA", ca.as_str()),
+        ("TRIBUTARY_ACCESS_KEY_ID", key_id.as_str()),
+        ("TRIBUTARY_SECRET_ACCESS_KEY", secret.as_str()),
+    ];
+    let created = run(&all, &["stream", "create", "secured", "--shards", "1"]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let status = run(&all, &["cluster", "status"]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("auth: required, tls: on"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    // TLS without credentials: UNAUTHENTICATED.
+    let anonymous = run(&all[..1], &["stream", "list"]);
+    assert!(!anonymous.status.success());
+    assert!(
+        String::from_utf8_lossy(&anonymous.stderr).contains("UNAUTHENTICATED"),
+        "{}",
+        String::from_utf8_lossy(&anonymous.stderr)
     );
     dev.stop();
 }

@@ -15,7 +15,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
-use tributary_client::{Client, ClientOptions, v1};
+use tributary_client::{AccessKey, Client, ClientOptions, v1};
 use tributary_proto::internal::RaftMessage;
 use tributary_proto::internal::internal_client::InternalClient;
 use tributary_testkit::{Cluster, ClusterOptions, wait_until};
@@ -320,6 +320,18 @@ async fn kinesis_over_tls(
     operation: &str,
     body: &str,
 ) -> anyhow::Result<(u16, String)> {
+    kinesis_call(address, ca_pem, operation, body, None).await
+}
+
+/// One Kinesis call over HTTPS/1.1, SigV4-signed with `key_opt` (id, secret) when given.
+async fn kinesis_call(
+    address: &str,
+    ca_pem: &[u8],
+    operation: &str,
+    body: &str,
+    key_opt: Option<(&str, &str)>,
+) -> anyhow::Result<(u16, String)> {
+    use tributary_server::kinesis_wire::sigv4;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
         roots.add(cert?)?;
@@ -336,11 +348,44 @@ async fn kinesis_over_tls(
     let mut tls = connector
         .connect(ServerName::IpAddress(ip.ip().into()), tcp)
         .await?;
-    let request = format!(
-        "POST / HTTP/1.1\r\nHost: {address}\r\nX-Amz-Target: Kinesis_20131202.{operation}\r\n\
-         Content-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", address.parse()?);
+    headers.insert("content-type", "application/x-amz-json-1.1".parse()?);
+    headers.insert(
+        "x-amz-target",
+        format!("Kinesis_20131202.{operation}").parse()?,
+    );
+    let now = std::time::SystemTime::now();
+    let amz_date = chrono::DateTime::<chrono::Utc>::from(now)
+        .format("%Y%m%dT%H%M%SZ")
+        .to_string();
+    headers.insert("x-amz-date", amz_date.parse()?);
+    if let Some((access_key_id, secret)) = key_opt {
+        let authorization = sigv4::sign(
+            &sigv4::Request {
+                method: "POST",
+                path: "/",
+                query_opt: None,
+                headers: &headers,
+                authority_opt: None,
+                body: body.as_bytes(),
+            },
+            access_key_id,
+            secret,
+            "us-east-1",
+            now,
+        );
+        headers.insert("authorization", authorization.parse()?);
+    }
+    let mut request = format!(
+        "POST / HTTP/1.1\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()
     );
+    for (name, value) in &headers {
+        request.push_str(&format!("{name}: {}\r\n", value.to_str()?));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
     tls.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();
     // A server may close without TLS close_notify; what arrived before counts.
@@ -356,4 +401,215 @@ async fn kinesis_over_tls(
         .map(|(_, body)| body.to_string())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auth_required_a_policy_lets_through_what_it_allows_and_nothing_else() {
+    let cluster = Cluster::start(
+        BINARY,
+        ClusterOptions {
+            tls: true,
+            auth: true,
+            kinesis: true,
+            ..ClusterOptions::default()
+        },
+    )
+    .await
+    .expect("an auth cluster starts (the admin from --admin-key-file can ask for its status)");
+    let certs = cluster.certs_dir().unwrap().to_path_buf();
+    let ca_pem = std::fs::read(certs.join("ca.pem")).unwrap();
+    let node1 = cluster.node(1).address.clone();
+
+    // The admin (bootstrapped from --admin-key-file) may do anything.
+    let admin = cluster.client();
+    admin.create_stream("orders", 1, None).await.unwrap();
+    admin.create_stream("payments", 1, None).await.unwrap();
+    let status = cli_json(&cluster, &["cluster", "status", "--json"]);
+    assert_eq!(status["auth"], "required", "{status}");
+    assert_eq!(status["tls"], true, "{status}");
+
+    // No credentials, or a wrong secret: UNAUTHENTICATED, for every call.
+    let anonymous = Client::with_options(
+        &[node1.as_str()],
+        &ClientOptions::tls_ca_file(certs.join("ca.pem")).unwrap(),
+    )
+    .unwrap();
+    let error = anonymous.list_streams().await.unwrap_err();
+    assert_eq!(error.code(), "UNAUTHENTICATED", "{error}");
+    let mut forged = ClientOptions::tls_ca_file(certs.join("ca.pem")).unwrap();
+    forged.access_key_opt = Some(AccessKey {
+        access_key_id: tributary_testkit::ADMIN_ACCESS_KEY_ID.to_string(),
+        secret_access_key: "not-the-secret".to_string(),
+    });
+    let error = Client::with_options(&[node1.as_str()], &forged)
+        .unwrap()
+        .delete_stream("orders", false)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "UNAUTHENTICATED", "{error}");
+
+    // A user whose only policy allows PutRecord(s) on orders, made with the CLI.
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kinesis:PutRecord","kinesis:PutRecords"],"Resource":"arn:aws:kinesis:us-east-1:000000000000:stream/orders"}]}"#;
+    cli_json(
+        &cluster,
+        &[
+            "policy",
+            "put",
+            "put-orders",
+            "--document",
+            policy,
+            "--json",
+        ],
+    );
+    let created = cli_json(
+        &cluster,
+        &[
+            "user",
+            "create",
+            "writer",
+            "--policy",
+            "put-orders",
+            "--json",
+        ],
+    );
+    let key = AccessKey {
+        access_key_id: created["access_key_id"].as_str().unwrap().to_string(),
+        secret_access_key: created["secret_access_key"].as_str().unwrap().to_string(),
+    };
+    let mut options = ClientOptions::tls_ca_file(certs.join("ca.pem")).unwrap();
+    options.access_key_opt = Some(key.clone());
+    let writer = Client::from_list_with(&cluster.endpoints(), &options).unwrap();
+    let put = |stream: &str| v1::PutRecordRequest {
+        stream_name: stream.to_string(),
+        partition_key: "k".to_string(),
+        data: Bytes::from_static(b"payload"),
+        ..Default::default()
+    };
+    writer
+        .put_record(put("orders"))
+        .await
+        .expect("PutRecord on orders is allowed");
+    let denied = |result: Result<(), tributary_client::ClientError>, what: &str| {
+        let error = result.expect_err(what);
+        assert_eq!(error.code(), "ACCESS_DENIED", "{what}: {error}");
+        assert!(error.to_string().contains("user/writer"), "{error}");
+    };
+    denied(
+        writer.put_record(put("payments")).await.map(drop),
+        "PutRecord on another stream",
+    );
+    denied(
+        writer
+            .get_shard_iterator("orders", "shardId-000000000000", "TRIM_HORIZON", None)
+            .await
+            .map(drop),
+        "reading orders",
+    );
+    denied(writer.list_streams().await.map(drop), "ListStreams");
+    denied(
+        writer.delete_stream("orders", false).await.map(drop),
+        "DeleteStream",
+    );
+    denied(
+        writer.create_user("intruder", Vec::new()).await.map(drop),
+        "making users",
+    );
+    // A refused call changes nothing.
+    assert_eq!(
+        admin.list_streams().await.unwrap(),
+        vec!["orders".to_string(), "payments".to_string()]
+    );
+    assert_eq!(
+        admin.list_users().await.unwrap().len(),
+        2,
+        "admin and writer"
+    );
+
+    // The Kinesis endpoint checks SigV4 against the same users and the same policies.
+    let kinesis = cluster.node(2).kinesis_address.clone();
+    let record = |stream: &str| {
+        format!(r#"{{"StreamName":"{stream}","PartitionKey":"k","Data":"cGF5bG9hZA=="}}"#)
+    };
+    let writer_key = Some((key.access_key_id.as_str(), key.secret_access_key.as_str()));
+    let (status, body) = kinesis_call(
+        &kinesis,
+        &ca_pem,
+        "PutRecord",
+        &record("orders"),
+        writer_key,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = kinesis_call(
+        &kinesis,
+        &ca_pem,
+        "PutRecord",
+        &record("payments"),
+        writer_key,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("AccessDeniedException"), "{body}");
+    let (status, body) = kinesis_call(&kinesis, &ca_pem, "ListStreams", "{}", None)
+        .await
+        .unwrap();
+    assert!(
+        body.contains("MissingAuthenticationTokenException"),
+        "{status} {body}"
+    );
+
+    // An explicit deny wins over the allow.
+    let deny = r#"{"Statement":{"Effect":"Deny","Action":"kinesis:*","Resource":"*"}}"#;
+    admin.put_policy("deny-all", deny).await.unwrap();
+    admin.attach_policy("deny-all", "writer").await.unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "the deny to reach every node",
+        || {
+            let writer = writer.clone();
+            let request = put("orders");
+            async move {
+                match writer.put_record(request).await {
+                    Err(error) if error.code() == "ACCESS_DENIED" => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+
+    // Every denial and every admin operation is in some node's audit log.
+    let audit: String = cluster
+        .nodes()
+        .iter()
+        .map(|node| std::fs::read_to_string(node.data_dir.join("audit.log")).unwrap_or_default())
+        .collect();
+    let entries: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("audit lines are JSON"))
+        .collect();
+    let has = |action: &str, outcome: &str, principal: &str| {
+        entries.iter().any(|e| {
+            e["action"] == action
+                && e["outcome"] == outcome
+                && e["principal"].as_str().unwrap_or("").ends_with(principal)
+        })
+    };
+    assert!(
+        has("kinesis:CreateStream", "allowed", "user/admin"),
+        "{audit}"
+    );
+    assert!(has("iam:CreateUser", "allowed", "user/admin"), "{audit}");
+    assert!(
+        has("kinesis:DeleteStream", "denied", "user/writer"),
+        "{audit}"
+    );
+    assert!(has("kinesis:PutRecord", "denied", "user/writer"), "{audit}");
+    assert!(
+        entries.iter().any(|e| e["outcome"] == "unauthenticated"),
+        "{audit}"
+    );
 }

@@ -11,8 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tributary_proto::signing;
 pub use tributary_proto::table as table_proto;
 pub use tributary_proto::v1;
+use tributary_proto::v1::access_client::AccessClient;
 use tributary_proto::v1::tables_client::TablesClient;
 use tributary_proto::v1::tributary_client::TributaryClient;
 pub use tributary_proto::{describe_status, error_from_status};
@@ -69,9 +71,65 @@ impl ClientError {
     }
 }
 
-/// How a [`Client`] connects: plain text (the default) or TLS.
+/// An access key: its id, and the secret that signs calls (never sent).
+#[derive(Clone)]
+pub struct AccessKey {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKey")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Signs every call with the access key, when there is one (`--auth required` clusters).
+#[derive(Clone, Debug, Default)]
+pub struct Signer {
+    key_opt: Option<Arc<AccessKey>>,
+}
+
+impl tonic::service::Interceptor for Signer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        let Some(key) = &self.key_opt else {
+            return Ok(request);
+        };
+        let path = request
+            .extensions()
+            .get::<tonic::GrpcMethod>()
+            .map(|method| format!("/{}/{}", method.service(), method.method()))
+            .ok_or_else(|| tonic::Status::internal("a call without its method cannot be signed"))?;
+        let date_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let signature = signing::sign(&key.secret_access_key, &key.access_key_id, date_ms, &path);
+        let metadata = request.metadata_mut();
+        let value = |text: &str| {
+            text.parse()
+                .map_err(|_| tonic::Status::invalid_argument("the access key id is not ASCII"))
+        };
+        metadata.insert(signing::ACCESS_KEY_ID, value(&key.access_key_id)?);
+        metadata.insert(signing::DATE, value(&date_ms.to_string())?);
+        metadata.insert(signing::SIGNATURE, value(&signature)?);
+        Ok(request)
+    }
+}
+
+/// Every call goes through the [`Signer`].
+pub type Transport = tonic::service::interceptor::InterceptedService<Channel, Signer>;
+
+/// How a [`Client`] connects: plain text (the default) or TLS, and with which access key.
 #[derive(Clone, Debug, Default)]
 pub struct ClientOptions {
+    /// Sign calls with this access key (clusters run with `--auth required`).
+    pub access_key_opt: Option<AccessKey>,
     /// Verify nodes against this CA certificate (PEM) and talk TLS to them.
     pub tls_ca_pem_opt: Option<Vec<u8>>,
     /// The name node certificates are checked against, when it is not the host dialled (a node
@@ -91,7 +149,7 @@ impl ClientOptions {
         })?;
         Ok(ClientOptions {
             tls_ca_pem_opt: Some(pem),
-            tls_server_name_opt: None,
+            ..ClientOptions::default()
         })
     }
 
@@ -120,9 +178,11 @@ impl ClientOptions {
 
 #[derive(Clone)]
 pub struct Client {
-    endpoints: Arc<Vec<(String, TributaryClient<Channel>)>>,
+    endpoints: Arc<Vec<(String, TributaryClient<Transport>)>>,
     /// The lease-table service on the same endpoints and channels.
-    tables: Arc<Vec<TablesClient<Channel>>>,
+    tables: Arc<Vec<TablesClient<Transport>>>,
+    /// Users and policies, on the same endpoints and channels.
+    access: Arc<Vec<AccessClient<Transport>>>,
     current: Arc<AtomicUsize>,
     pub(crate) call_timeout: Duration,
 }
@@ -146,12 +206,18 @@ impl Client {
         }
         let mut clients = Vec::with_capacity(endpoints.len());
         let mut tables = Vec::with_capacity(endpoints.len());
+        let mut access = Vec::with_capacity(endpoints.len());
+        let signer = Signer {
+            key_opt: options.access_key_opt.clone().map(Arc::new),
+        };
         for address in endpoints {
             let address = address.as_ref().trim().to_string();
             let endpoint = options.endpoint(&address)?;
             let channel = endpoint.connect_lazy();
-            tables.push(TablesClient::new(channel.clone()));
-            let client = TributaryClient::new(channel)
+            let transport = Transport::new(channel, signer.clone());
+            tables.push(TablesClient::new(transport.clone()));
+            access.push(AccessClient::new(transport.clone()));
+            let client = TributaryClient::new(transport)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES);
             clients.push((address, client));
@@ -159,6 +225,7 @@ impl Client {
         Ok(Client {
             endpoints: Arc::new(clients),
             tables: Arc::new(tables),
+            access: Arc::new(access),
             current: Arc::new(AtomicUsize::new(0)),
             call_timeout: DEFAULT_CALL_TIMEOUT,
         })
@@ -188,7 +255,7 @@ impl Client {
     /// A call the cluster answered (even with an error) is never repeated.
     async fn call<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
     where
-        F: Fn(TributaryClient<Channel>) -> Fut,
+        F: Fn(TributaryClient<Transport>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         self.failover(|index| call(self.endpoints[index].1.clone()))
@@ -239,11 +306,101 @@ impl Client {
         Err(ClientError::Unreachable(failures.join("; ")))
     }
 
+    /// A users-and-policies call, failing over like [`Client::call`].
+    async fn access_call<R, T, F, Fut>(&self, request: R, call: F) -> Result<T, ClientError>
+    where
+        R: Clone,
+        F: Fn(AccessClient<Transport>, R) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.failover(|index| call(self.access[index].clone(), request.clone()))
+            .await
+    }
+
+    /// A user with a new access key (its secret is answered this once), with `policies`.
+    pub async fn create_user(
+        &self,
+        user: &str,
+        policies: Vec<String>,
+    ) -> Result<v1::CreateUserResponse, ClientError> {
+        let request = v1::CreateUserRequest {
+            user_name: user.to_string(),
+            policy_names: policies,
+        };
+        self.access_call(request, |mut c, r| async move { c.create_user(r).await })
+            .await
+    }
+
+    pub async fn delete_user(&self, user: &str) -> Result<(), ClientError> {
+        let request = v1::DeleteUserRequest {
+            user_name: user.to_string(),
+        };
+        self.access_call(request, |mut c, r| async move { c.delete_user(r).await })
+            .await
+            .map(drop)
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<v1::User>, ClientError> {
+        self.access_call(v1::ListUsersRequest {}, |mut c, r| async move {
+            c.list_users(r).await
+        })
+        .await
+        .map(|response| response.users)
+    }
+
+    /// Creates or replaces a policy (an IAM-like JSON document).
+    pub async fn put_policy(&self, policy: &str, document: &str) -> Result<(), ClientError> {
+        let request = v1::PutPolicyRequest {
+            policy_name: policy.to_string(),
+            policy_document: document.to_string(),
+        };
+        self.access_call(request, |mut c, r| async move { c.put_policy(r).await })
+            .await
+            .map(drop)
+    }
+
+    pub async fn delete_policy(&self, policy: &str) -> Result<(), ClientError> {
+        let request = v1::DeletePolicyRequest {
+            policy_name: policy.to_string(),
+        };
+        self.access_call(request, |mut c, r| async move { c.delete_policy(r).await })
+            .await
+            .map(drop)
+    }
+
+    pub async fn attach_policy(&self, policy: &str, user: &str) -> Result<(), ClientError> {
+        let request = v1::AttachPolicyRequest {
+            policy_name: policy.to_string(),
+            user_name: user.to_string(),
+        };
+        self.access_call(request, |mut c, r| async move { c.attach_policy(r).await })
+            .await
+            .map(drop)
+    }
+
+    pub async fn detach_policy(&self, policy: &str, user: &str) -> Result<(), ClientError> {
+        let request = v1::DetachPolicyRequest {
+            policy_name: policy.to_string(),
+            user_name: user.to_string(),
+        };
+        self.access_call(request, |mut c, r| async move { c.detach_policy(r).await })
+            .await
+            .map(drop)
+    }
+
+    pub async fn list_policies(&self) -> Result<Vec<v1::Policy>, ClientError> {
+        self.access_call(v1::ListPoliciesRequest {}, |mut c, r| async move {
+            c.list_policies(r).await
+        })
+        .await
+        .map(|response| response.policies)
+    }
+
     /// A lease-table call, failing over like [`Client::call`].
     async fn table_call<R, T, F, Fut>(&self, request: R, call: F) -> Result<T, ClientError>
     where
         R: Clone,
-        F: Fn(TablesClient<Channel>, R) -> Fut,
+        F: Fn(TablesClient<Transport>, R) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         self.failover(|index| call(self.tables[index].clone(), request.clone()))
@@ -392,7 +549,7 @@ impl Client {
     async fn unary<R, T, F, Fut>(&self, request: R, call: F) -> Result<T, ClientError>
     where
         R: Clone,
-        F: Fn(TributaryClient<Channel>, R) -> Fut,
+        F: Fn(TributaryClient<Transport>, R) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         self.call(|client| call(client, request.clone())).await

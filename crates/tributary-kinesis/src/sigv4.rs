@@ -51,7 +51,25 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// Where a [`Verifier`] finds the secret of an access key.
+pub trait SecretSource {
+    fn secret(&self, access_key_id: &str) -> Option<String>;
+}
+
+impl SecretSource for Credentials {
+    fn secret(&self, access_key_id: &str) -> Option<String> {
+        self.keys.get(access_key_id).cloned()
+    }
+}
+
 impl Credentials {
+    /// Every access key id and secret.
+    pub fn pairs(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.keys
+            .iter()
+            .map(|(id, secret)| (id.clone(), secret.clone()))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
@@ -177,6 +195,16 @@ struct Signature {
 impl Verifier {
     /// The access key id of a correctly signed request.
     pub fn verify(&self, request: &Request<'_>, now: SystemTime) -> Result<String, KinesisError> {
+        self.verify_with(request, now, &self.credentials)
+    }
+
+    /// [`Verifier::verify`] against another source of secrets (the cluster's users).
+    pub fn verify_with(
+        &self,
+        request: &Request<'_>,
+        now: SystemTime,
+        secrets: &dyn SecretSource,
+    ) -> Result<String, KinesisError> {
         let query = parse_query(request.query_opt.unwrap_or(""));
         let header_opt = request
             .headers
@@ -194,10 +222,8 @@ impl Verifier {
             (None, true) => parse_query_signature(&query)?,
         };
         self.check_scope(&signature)?;
-        let secret = self
-            .credentials
-            .keys
-            .get(&signature.access_key_id)
+        let secret = secrets
+            .secret(&signature.access_key_id)
             .ok_or_else(KinesisError::unrecognized_client)?;
         check_time(&signature, now)?;
 
@@ -212,7 +238,7 @@ impl Verifier {
             hex::encode(Sha256::digest(canonical.as_bytes()))
         );
         let key = signing_key(
-            secret,
+            &secret,
             &signature.date,
             &signature.region,
             &signature.service,

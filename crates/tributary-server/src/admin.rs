@@ -134,6 +134,8 @@ impl Node {
             answered_by: self.id(),
             moves,
             removed_nodes: state.removed_nodes.iter().copied().collect(),
+            auth: self.auth_mode().as_str(),
+            tls: self.tls_on,
         }
     }
 

@@ -47,6 +47,9 @@ pub struct ClusterStatus {
     pub answered_by: NodeId,
     pub moves: Vec<MoveStatus>,
     pub removed_nodes: Vec<NodeId>,
+    /// The answering node's `--auth` mode and whether it serves TLS.
+    pub auth: &'static str,
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -73,6 +73,12 @@ pub struct NodeConfig {
     /// TLS on the gRPC port and the Kinesis endpoint, mutual TLS between nodes
     /// (`--tls-cert`, `--tls-key`, `--tls-ca`); `None` serves plain text.
     pub tls_opt: Option<crate::tls::TlsPaths>,
+    /// Whether calls must carry credentials allowed by the caller's policies (`--auth`).
+    pub auth_mode: crate::auth::AuthMode,
+    /// The key ring file (`--key-ring`): seals access keys' secrets (and, later, records).
+    pub key_ring_opt: Option<PathBuf>,
+    /// The first administrator's access key (`--admin-key-file`): id and secret.
+    pub admin_key_opt: Option<(String, String)>,
 }
 
 /// Faults a chaos test may inject into a node. Flags only, never in the config file.
@@ -111,6 +117,9 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_ca: Option<PathBuf>,
+    pub auth: Option<crate::auth::AuthMode>,
+    pub key_ring: Option<PathBuf>,
+    pub admin_key_file: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -180,9 +189,38 @@ impl NodeConfig {
             bail!("--retention-hour-ms must be positive");
         }
         validate_arns(&self.arns)?;
+        if self.auth_mode == crate::auth::AuthMode::Required {
+            if self.tls_opt.is_none() {
+                bail!(
+                    "--auth required needs TLS (--tls-cert, --tls-key, --tls-ca): signatures, \
+                     secrets and node identities depend on it"
+                );
+            }
+            if self.key_ring_opt.is_none() {
+                bail!(
+                    "--auth required needs a key ring (--key-ring FILE, the same on every node; \
+                     `tributary keys create` makes one): access keys are stored sealed with it"
+                );
+            }
+            if let Some(kinesis) = &self.kinesis_opt
+                && let crate::kinesis::KinesisAuth::SigV4(credentials) = &kinesis.auth
+                && !credentials.is_empty()
+            {
+                bail!(
+                    "with --auth required the Kinesis endpoint checks the cluster's users: \
+                     drop --kinesis-access-key/--kinesis-credentials-file and use `tributary user create`"
+                );
+            }
+            if let Some(kinesis) = &self.kinesis_opt
+                && matches!(kinesis.auth, crate::kinesis::KinesisAuth::None)
+            {
+                bail!("--auth required and --kinesis-auth none contradict each other");
+            }
+        }
         if let Some(kinesis) = &self.kinesis_opt
             && let crate::kinesis::KinesisAuth::SigV4(credentials) = &kinesis.auth
             && credentials.is_empty()
+            && self.auth_mode == crate::auth::AuthMode::None
         {
             bail!(
                 "the Kinesis endpoint verifies SigV4 signatures but no access key is configured: \

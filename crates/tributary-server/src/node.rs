@@ -51,6 +51,10 @@ pub struct Node {
     pub(crate) subscriptions: crate::fanout::Subscriptions,
     serving: AtomicBool,
     stop_tx: watch::Sender<bool>,
+    /// `--auth`, the key ring and the audit log.
+    pub(crate) auth: crate::auth::Auth,
+    /// Whether the gRPC port and the Kinesis endpoint serve TLS.
+    pub(crate) tls_on: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -153,6 +157,20 @@ impl Node {
             config.peers = join_contacts(&contact, config.id, client_tls_opt.as_ref()).await?;
         }
         let fresh = check_identity(&config)?;
+        let key_ring_opt = match &config.key_ring_opt {
+            Some(path) => Some(Arc::new(crate::keyring::KeyRing::load(path)?)),
+            None => None,
+        };
+        if let Some(ring) = &key_ring_opt
+            && !ring.contains(crate::keyring::DEFAULT_KEY)
+            && config.auth_mode == crate::auth::AuthMode::Required
+        {
+            bail!(
+                "the key ring has no key named '{}', which seals access keys",
+                crate::keyring::DEFAULT_KEY
+            );
+        }
+        let auth = crate::auth::Auth::new(config.auth_mode, key_ring_opt, &config.data_dir)?;
         let store = Store::open(&config.data_dir.join("db")).context("opening RocksDB")?;
         let router = PeerRouter::default();
         router.set_tls(client_tls_opt);
@@ -212,6 +230,8 @@ impl Node {
             subscriptions: crate::fanout::Subscriptions::default(),
             serving: AtomicBool::new(false),
             stop_tx,
+            auth,
+            tls_on: tls_opt.is_some(),
         });
 
         let grpc_task = tokio::spawn(service::serve(node.clone(), listener, tls_opt.clone()));
@@ -256,6 +276,24 @@ impl Node {
             }
             None => None,
         };
+
+        match node.config.auth_mode {
+            crate::auth::AuthMode::None => tracing::warn!(
+                "AUTH IS OFF (--auth none): anyone who reaches this node may read, write and delete anything"
+            ),
+            crate::auth::AuthMode::Required => {
+                tracing::info!(
+                    "auth required: every call is signed and allowed by the caller's policies"
+                );
+                if let Some((access_key_id, secret)) = node.config.admin_key_opt.clone() {
+                    background.push(tokio::spawn(crate::auth::admin::bootstrap_admin(
+                        node.clone(),
+                        access_key_id,
+                        secret,
+                    )));
+                }
+            }
+        }
 
         // Initial voters form group 0; any other node joins it as a learner once registered.
         if fresh && node.config.peers.contains_key(&node.id()) {

@@ -63,6 +63,12 @@ pub fn record_node_call_refused() {
     counter!("tributary_node_calls_refused_total").increment(1);
 }
 
+/// A call refused by the caller's policies, by action.
+pub fn record_access_denied(action: &str) {
+    // Actions come from the list each service authorizes, never from the caller.
+    counter!("tributary_access_denied_total", "action" => action.to_string()).increment(1);
+}
+
 /// Changed certificate files, loaded or (when they did not load) left aside.
 pub fn record_tls_reload(loaded: bool) {
     if loaded {

@@ -12,7 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tributary_client::{Client, ClientOptions};
+use tributary_client::{AccessKey, Client, ClientOptions};
 
 use crate::control::{ClusterControl, wait_until_ready};
 
@@ -40,7 +40,15 @@ pub struct ClusterOptions {
     /// ([`Cluster::certs_dir`]); clients from [`Cluster::client`] and [`Cluster::cli`] trust its
     /// CA.
     pub tls: bool,
+    /// `--auth required` on every node (needs `tls`): a key ring and an admin key file in the
+    /// cluster's temp dir; [`Cluster::client`] and [`Cluster::cli`] sign as the admin
+    /// ([`ADMIN_ACCESS_KEY_ID`]).
+    pub auth: bool,
 }
+
+/// The administrator of an `auth` cluster.
+pub const ADMIN_ACCESS_KEY_ID: &str = "TRIBTESTADMIN0000001";
+pub const ADMIN_SECRET_ACCESS_KEY: &str = "test-admin-secret-0123456789abcdefghijkl";
 
 impl Default for ClusterOptions {
     fn default() -> Self {
@@ -52,6 +60,7 @@ impl Default for ClusterOptions {
             fault_injection: false,
             kinesis: false,
             tls: false,
+            auth: false,
         }
     }
 }
@@ -98,6 +107,8 @@ pub struct Cluster {
     kinesis: bool,
     /// Where the CA and node certificates are, on a TLS cluster.
     certs_opt: Option<PathBuf>,
+    /// `--auth required`: every node's key ring and admin key file flags.
+    auth_args: Vec<String>,
     /// For each node, the peers it is cut off from (see [`Cluster::partition`]).
     cuts: BTreeMap<u64, BTreeSet<u64>>,
     dir: TempDir,
@@ -206,6 +217,29 @@ impl Cluster {
         } else {
             None
         };
+        let auth_args = if options.auth {
+            if !options.tls {
+                bail!("ClusterOptions::auth needs tls (nodes refuse --auth required without it)");
+            }
+            let key_ring = dir.path().join("keys.toml");
+            run_certs(
+                Command::new(binary.as_ref())
+                    .args(["keys", "create", "--out"])
+                    .arg(&key_ring),
+            )?;
+            let admin_key = dir.path().join("admin-key");
+            std::fs::write(
+                &admin_key,
+                format!("{ADMIN_ACCESS_KEY_ID}:{ADMIN_SECRET_ACCESS_KEY}\n"),
+            )?;
+            vec![
+                "--auth=required".to_string(),
+                format!("--key-ring={}", key_ring.display()),
+                format!("--admin-key-file={}", admin_key.display()),
+            ]
+        } else {
+            Vec::new()
+        };
         let voters = options.metadata_voters_opt.unwrap_or(options.nodes);
         let peers = nodes
             .iter()
@@ -221,6 +255,7 @@ impl Cluster {
             fault_injection: options.fault_injection,
             kinesis: options.kinesis,
             certs_opt,
+            auth_args,
             cuts: BTreeMap::new(),
             dir,
         };
@@ -295,6 +330,15 @@ impl Cluster {
             Some(certs) => command.env("TRIBUTARY_TLS_CA", certs.join("ca.pem")),
             None => command.env_remove("TRIBUTARY_TLS_CA"),
         };
+        if self.auth_args.is_empty() {
+            command
+                .env_remove("TRIBUTARY_ACCESS_KEY_ID")
+                .env_remove("TRIBUTARY_SECRET_ACCESS_KEY");
+        } else {
+            command
+                .env("TRIBUTARY_ACCESS_KEY_ID", ADMIN_ACCESS_KEY_ID)
+                .env("TRIBUTARY_SECRET_ACCESS_KEY", ADMIN_SECRET_ACCESS_KEY);
+        }
         command
     }
 
@@ -314,6 +358,7 @@ impl Cluster {
         if self.kinesis {
             node_args.push(format!("--kinesis-listen={}", node.kinesis_address));
         }
+        node_args.extend(self.auth_args.iter().cloned());
         if let Some(certs) = &self.certs_opt {
             if !certs.join(format!("node-{id}.pem")).exists() {
                 issue_node_cert(&self.binary, certs, id)?;
@@ -582,12 +627,19 @@ impl Drop for Cluster {
 
 impl ClusterControl for Cluster {
     fn client_options(&self) -> ClientOptions {
-        match &self.certs_opt {
+        let mut options = match &self.certs_opt {
             Some(certs) => {
                 ClientOptions::tls_ca_file(certs.join("ca.pem")).expect("the cluster's CA")
             }
             None => ClientOptions::default(),
+        };
+        if !self.auth_args.is_empty() {
+            options.access_key_opt = Some(AccessKey {
+                access_key_id: ADMIN_ACCESS_KEY_ID.to_string(),
+                secret_access_key: ADMIN_SECRET_ACCESS_KEY.to_string(),
+            });
         }
+        options
     }
 
     fn node_ids(&self) -> Vec<u64> {

@@ -10,7 +10,9 @@ mod containers;
 mod control;
 mod wait;
 
-pub use cluster::{Cluster, ClusterOptions, NodeHandle};
+pub use cluster::{
+    ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY, Cluster, ClusterOptions, NodeHandle,
+};
 pub use containers::{ContainerCluster, ContainerOptions, docker_available};
 pub use control::ClusterControl;
 pub use wait::wait_until;

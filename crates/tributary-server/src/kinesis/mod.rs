@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tributary_kinesis::sigv4::{self, Credentials, Verifier};
 use tributary_kinesis::{Encoding, KinesisError, TARGET_PREFIX, eventstream};
 
+use crate::auth::{AuthMode, Principal, Resource};
 use crate::node::Node;
 use crate::telemetry;
 use crate::tls::{NodeTls, Port, TlsListener};
@@ -107,6 +108,68 @@ pub async fn serve(
     }
 }
 
+/// The cluster's users as SigV4's source of secrets (`--auth required`).
+struct ClusterSecrets<'a> {
+    node: &'a Node,
+}
+
+impl sigv4::SecretSource for ClusterSecrets<'_> {
+    fn secret(&self, access_key_id: &str) -> Option<String> {
+        self.node
+            .access_key_secret(access_key_id)
+            .map(|(_, secret)| secret)
+    }
+}
+
+/// What a Kinesis request acts on, from its body: the stream by name or ARN, a consumer by
+/// ARN, the stream an iterator or NextToken names, or every stream.
+enum OwnedResource {
+    Stream(String),
+    Consumer(String, String),
+    AllStreams,
+}
+
+impl OwnedResource {
+    fn as_resource(&self) -> Resource<'_> {
+        match self {
+            OwnedResource::Stream(name) => Resource::Stream(name),
+            OwnedResource::Consumer(stream, consumer) => Resource::Consumer(stream, consumer),
+            OwnedResource::AllStreams => Resource::AllStreams,
+        }
+    }
+}
+
+fn resource_of(operation: &str, document: &serde_json::Value) -> OwnedResource {
+    let field = |name: &str| document.get(name).and_then(|v| v.as_str());
+    let stream_of_arn = |arn: &str| arn.split_once(":stream/").map(|(_, rest)| rest.to_string());
+    if let Some(arn) = field("ConsumerARN")
+        && let Some(rest) = stream_of_arn(arn)
+        && let Some((stream, consumer)) = rest.split_once("/consumer/")
+    {
+        let consumer = consumer.split(':').next().unwrap_or(consumer);
+        return OwnedResource::Consumer(stream.to_string(), consumer.to_string());
+    }
+    if let Some(name) = field("StreamName") {
+        return OwnedResource::Stream(name.to_string());
+    }
+    if let Some(stream) = field("StreamARN").and_then(stream_of_arn) {
+        return OwnedResource::Stream(stream);
+    }
+    let now = crate::now_ms();
+    if let Some(iterator) = field("ShardIterator")
+        && let Ok(iterator) = tributary_types::ShardIterator::decode(iterator, now)
+    {
+        return OwnedResource::Stream(iterator.stream.to_string());
+    }
+    if operation == "ListShards"
+        && let Some(token) = field("NextToken")
+        && let Ok(token) = tributary_types::NextToken::decode(token, now)
+    {
+        return OwnedResource::Stream(token.scope);
+    }
+    OwnedResource::AllStreams
+}
+
 async fn handle(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
@@ -127,23 +190,54 @@ async fn handle(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Resp
         let body = axum::body::to_bytes(body, MAX_REQUEST_BYTES)
             .await
             .map_err(|_| KinesisError::request_too_large(MAX_REQUEST_BYTES))?;
-        if let Some(verifier) = &endpoint.verifier_opt {
-            verifier.verify(
-                &sigv4::Request {
+        let node = &endpoint.operations.node;
+        let principal = match &endpoint.verifier_opt {
+            Some(verifier) => {
+                let request = sigv4::Request {
                     method: parts.method.as_str(),
                     path: parts.uri.path(),
                     query_opt: parts.uri.query(),
                     headers: &parts.headers,
                     authority_opt: parts.uri.authority().map(|a| a.as_str()),
                     body: &body,
-                },
-                SystemTime::now(),
-            )?;
-        }
-        if operation.is_empty() {
+                };
+                if node.auth_mode() == AuthMode::Required {
+                    let secrets = ClusterSecrets { node };
+                    let access_key_id = verifier
+                        .verify_with(&request, SystemTime::now(), &secrets)
+                        .inspect_err(|error| {
+                            node.audit(
+                                &Principal::Anonymous,
+                                &format!("kinesis:{operation}"),
+                                "-",
+                                "unauthenticated",
+                                Some(&error.message),
+                            );
+                        })?;
+                    match node.access_key_secret(&access_key_id) {
+                        Some((user, _)) => Principal::User(user),
+                        None => return Err(KinesisError::unrecognized_client()),
+                    }
+                } else {
+                    verifier.verify(&request, SystemTime::now())?;
+                    Principal::Anonymous
+                }
+            }
+            None => Principal::Anonymous,
+        };
+        // Unknown operations are refused before authorization, so actions (and the metric
+        // labels of denials) come from the list of operations served.
+        if !ops::OPERATIONS.contains(&operation) {
             return Err(KinesisError::unknown_operation(&target));
         }
         let document = encoding.decode(&body)?;
+        let resource = resource_of(operation, &document);
+        node.authorize(
+            &principal,
+            &format!("kinesis:{operation}"),
+            resource.as_resource(),
+        )
+        .map_err(KinesisError::from)?;
         endpoint.operations.run(operation, document).await
     }
     .await;

@@ -29,6 +29,8 @@ pub fn cluster_status_to_proto(status: ClusterStatus) -> v1::ClusterStatusRespon
             })
             .collect(),
         metadata_leader: status.metadata_leader_opt,
+        auth: status.auth.to_string(),
+        tls: status.tls,
         answered_by: status.answered_by,
         moves: status
             .moves

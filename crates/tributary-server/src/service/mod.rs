@@ -1,6 +1,7 @@
 //! gRPC services: thin shims that convert messages (in [`convert`]) and call [`Node`]. Every
 //! error leaves through [`tributary_proto::status_from_error`].
 
+mod access;
 pub mod convert;
 mod internal;
 mod public;
@@ -12,10 +13,12 @@ use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tributary_proto::internal::internal_server::InternalServer;
+use tributary_proto::v1::access_server::AccessServer;
 use tributary_proto::v1::tables_server::TablesServer;
 use tributary_proto::v1::tributary_server::TributaryServer;
 use tributary_raft::network::MAX_INTERNAL_MESSAGE_BYTES;
 
+use crate::auth::GrpcAuthLayer;
 use crate::node::{MAX_PUBLIC_MESSAGE_BYTES, Node};
 use crate::tls::{NodeCertificateCheck, NodeTls, Port};
 
@@ -26,7 +29,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, tls_opt: Option<Arc<N
         .max_decoding_message_size(MAX_PUBLIC_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_PUBLIC_MESSAGE_BYTES);
     let tables = TablesServer::new(tables::TablesService { node: node.clone() });
-    let internal = InternalServer::new(internal::InternalService { node })
+    let internal = InternalServer::new(internal::InternalService { node: node.clone() })
         .max_decoding_message_size(MAX_INTERNAL_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_INTERNAL_MESSAGE_BYTES);
     let internal = InterceptedService::new(
@@ -38,8 +41,12 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, tls_opt: Option<Arc<N
     let shutdown = async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
+    let access = AccessServer::new(access::AccessService { node: node.clone() });
     let router = tonic::transport::Server::builder()
+        // Every call is authenticated before it reaches a service (a no-op under --auth none).
+        .layer(GrpcAuthLayer { node: node.clone() })
         .add_service(public)
+        .add_service(access)
         .add_service(tables)
         .add_service(internal);
     let result = match tls_opt {

@@ -12,6 +12,7 @@ use tributary_raft::meta::RetentionChange;
 
 use super::convert;
 use crate::admin::CreateStreamOptions;
+use crate::auth::{Resource, principal};
 use crate::node::Node;
 use crate::reads::FORWARDED_HEADER;
 use crate::telemetry;
@@ -33,6 +34,27 @@ type EventStream = std::pin::Pin<
     Box<dyn futures::Stream<Item = Result<SubscribeToShardEvent, Status>> + Send + 'static>,
 >;
 
+impl PublicService {
+    fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        action: &str,
+        resource: Resource<'_>,
+    ) -> Result<(), Status> {
+        self.node
+            .authorize(&principal(request), action, resource)
+            .map_err(status)
+    }
+}
+
+/// ListShards names its stream, or its NextToken does.
+fn list_shards_resource<'a>(request: &'a ListShardsRequest, from_token: &'a str) -> Resource<'a> {
+    match request.stream_name.as_deref() {
+        Some(name) if !name.is_empty() => Resource::Stream(name),
+        _ => Resource::Stream(from_token),
+    }
+}
+
 #[tonic::async_trait]
 impl Tributary for PublicService {
     type SubscribeToShardStream = EventStream;
@@ -41,6 +63,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<SubscribeToShardRequest>,
     ) -> Result<Response<Self::SubscribeToShardStream>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:SubscribeToShard",
+            Resource::Consumer(&r.stream_name, &r.consumer_name),
+        )?;
         use futures::StreamExt;
         let forwarded = is_forwarded(&request);
         let request = request.into_inner();
@@ -68,8 +96,9 @@ impl Tributary for PublicService {
 
     async fn cluster_status(
         &self,
-        _: Request<ClusterStatusRequest>,
+        request: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
+        self.authorize(&request, "tributary:ClusterStatus", Resource::Cluster)?;
         Ok(Response::new(convert::cluster_status_to_proto(
             self.node.cluster_status().await,
         )))
@@ -79,6 +108,7 @@ impl Tributary for PublicService {
         &self,
         request: Request<RemoveNodeRequest>,
     ) -> Result<Response<RemoveNodeResponse>, Status> {
+        self.authorize(&request, "tributary:RemoveNode", Resource::Cluster)?;
         let replicas_to_move = self
             .node
             .remove_node(request.into_inner().node_id)
@@ -100,6 +130,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<CreateStreamRequest>,
     ) -> Result<Response<CreateStreamResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:CreateStream",
+            Resource::Stream(&r.stream_name),
+        )?;
         let request = request.into_inner();
         let mode_opt = match request.stream_mode.as_deref() {
             Some(mode) => Some(mode.parse().map_err(status)?),
@@ -122,6 +158,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<DeleteStreamRequest>,
     ) -> Result<Response<DeleteStreamResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:DeleteStream",
+            Resource::Stream(&r.stream_name),
+        )?;
         let request = request.into_inner();
         self.node
             .delete_stream(&request.stream_name, request.enforce_consumer_deletion)
@@ -134,6 +176,7 @@ impl Tributary for PublicService {
         &self,
         request: Request<ListStreamsRequest>,
     ) -> Result<Response<ListStreamsResponse>, Status> {
+        self.authorize(&request, "kinesis:ListStreams", Resource::AllStreams)?;
         let request = request.into_inner();
         let page = self
             .node
@@ -155,6 +198,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<DescribeStreamSummaryRequest>,
     ) -> Result<Response<DescribeStreamSummaryResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:DescribeStreamSummary",
+            Resource::Stream(&r.stream_name),
+        )?;
         let summary = self
             .node
             .describe_stream_summary(&request.into_inner().stream_name)
@@ -169,6 +218,19 @@ impl Tributary for PublicService {
         &self,
         request: Request<ListShardsRequest>,
     ) -> Result<Response<ListShardsResponse>, Status> {
+        let stream_from_token = request
+            .get_ref()
+            .next_token
+            .as_deref()
+            .and_then(|token| tributary_types::NextToken::decode(token, crate::now_ms()).ok())
+            .map(|token| token.scope)
+            .unwrap_or_default();
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:ListShards",
+            list_shards_resource(r, &stream_from_token),
+        )?;
         let request = request.into_inner();
         let filter_opt = match request.shard_filter {
             Some(filter) => Some(convert::shard_filter_from_proto(filter).map_err(status)?),
@@ -199,6 +261,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<UpdateRetentionRequest>,
     ) -> Result<Response<UpdateRetentionResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:IncreaseStreamRetentionPeriod",
+            Resource::Stream(&r.stream_name),
+        )?;
         let request = request.into_inner();
         self.node
             .update_retention(
@@ -215,6 +283,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<UpdateRetentionRequest>,
     ) -> Result<Response<UpdateRetentionResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:DecreaseStreamRetentionPeriod",
+            Resource::Stream(&r.stream_name),
+        )?;
         let request = request.into_inner();
         self.node
             .update_retention(
@@ -231,6 +305,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<UpdateStreamModeRequest>,
     ) -> Result<Response<UpdateStreamModeResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:UpdateStreamMode",
+            Resource::Stream(&r.stream_name),
+        )?;
         let request = request.into_inner();
         self.node
             .update_stream_mode(&request.stream_name, &request.stream_mode)
@@ -243,6 +323,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<SplitShardRequest>,
     ) -> Result<Response<SplitShardResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:SplitShard",
+            Resource::Stream(&r.stream_name),
+        )?;
         let request = request.into_inner();
         self.node
             .split_shard(
@@ -259,6 +345,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<MergeShardsRequest>,
     ) -> Result<Response<MergeShardsResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:MergeShards",
+            Resource::Stream(&r.stream_name),
+        )?;
         let request = request.into_inner();
         self.node
             .merge_shards(
@@ -275,6 +367,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<UpdateShardCountRequest>,
     ) -> Result<Response<UpdateShardCountResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:UpdateShardCount",
+            Resource::Stream(&r.stream_name),
+        )?;
         let request = request.into_inner();
         let current_shard_count = self
             .node
@@ -296,6 +394,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<AddTagsToStreamRequest>,
     ) -> Result<Response<AddTagsToStreamResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:AddTagsToStream",
+            Resource::Stream(&r.stream_name),
+        )?;
         let request = request.into_inner();
         self.node
             .add_tags(&request.stream_name, request.tags.into_iter().collect())
@@ -308,6 +412,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<RemoveTagsFromStreamRequest>,
     ) -> Result<Response<RemoveTagsFromStreamResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:RemoveTagsFromStream",
+            Resource::Stream(&r.stream_name),
+        )?;
         let request = request.into_inner();
         self.node
             .remove_tags(&request.stream_name, request.tag_keys)
@@ -320,6 +430,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<ListTagsForStreamRequest>,
     ) -> Result<Response<ListTagsForStreamResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:ListTagsForStream",
+            Resource::Stream(&r.stream_name),
+        )?;
         let request = request.into_inner();
         let (tags, has_more_tags) = self
             .node
@@ -343,6 +459,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<RegisterStreamConsumerRequest>,
     ) -> Result<Response<RegisterStreamConsumerResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:RegisterStreamConsumer",
+            Resource::Stream(&r.stream_name),
+        )?;
         let request = request.into_inner();
         let consumer = self
             .node
@@ -358,6 +480,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<DeregisterStreamConsumerRequest>,
     ) -> Result<Response<DeregisterStreamConsumerResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:DeregisterStreamConsumer",
+            Resource::Consumer(&r.stream_name, &r.consumer_name),
+        )?;
         let request = request.into_inner();
         self.node
             .deregister_consumer(&request.stream_name, &request.consumer_name)
@@ -370,6 +498,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<DescribeStreamConsumerRequest>,
     ) -> Result<Response<DescribeStreamConsumerResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:DescribeStreamConsumer",
+            Resource::Consumer(&r.stream_name, &r.consumer_name),
+        )?;
         let request = request.into_inner();
         let consumer = self
             .node
@@ -385,6 +519,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<ListStreamConsumersRequest>,
     ) -> Result<Response<ListStreamConsumersResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:ListStreamConsumers",
+            Resource::Stream(&r.stream_name),
+        )?;
         let consumers = self
             .node
             .list_consumers(&request.into_inner().stream_name)
@@ -402,6 +542,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<PutRecordRequest>,
     ) -> Result<Response<PutRecordResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:PutRecord",
+            Resource::Stream(&r.stream_name),
+        )?;
         let request = request.into_inner();
         let entry = tributary_types::PutRecordEntry {
             partition_key: request.partition_key,
@@ -427,6 +573,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<DescribeStreamRequest>,
     ) -> Result<Response<DescribeStreamResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:DescribeStream",
+            Resource::Stream(&r.stream_name),
+        )?;
         let request = request.into_inner();
         let description = self
             .node
@@ -446,6 +598,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<PutRecordsRequest>,
     ) -> Result<Response<PutRecordsResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:PutRecords",
+            Resource::Stream(&r.stream_name),
+        )?;
         let request = request.into_inner();
         let entries = request
             .records
@@ -467,6 +625,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<GetShardIteratorRequest>,
     ) -> Result<Response<GetShardIteratorResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:GetShardIterator",
+            Resource::Stream(&r.stream_name),
+        )?;
         let forwarded = is_forwarded(&request);
         let request = request.into_inner();
         let shard_iterator = self
@@ -488,6 +652,17 @@ impl Tributary for PublicService {
         &self,
         request: Request<GetRecordsRequest>,
     ) -> Result<Response<GetRecordsResponse>, Status> {
+        if let Ok(iterator) = tributary_types::ShardIterator::decode(
+            &request.get_ref().shard_iterator,
+            crate::now_ms(),
+        ) {
+            // An iterator that does not decode reads nothing: get_records refuses it below.
+            self.authorize(
+                &request,
+                "kinesis:GetRecords",
+                Resource::Stream(iterator.stream.as_str()),
+            )?;
+        }
         let forwarded = is_forwarded(&request);
         let request = request.into_inner();
         let output = self

@@ -1,0 +1,468 @@
+//! Who may do what (`--auth none|required`).
+//!
+//! - Authentication: under `required`, every gRPC call is signed with an access key
+//!   ([`tributary_proto::signing`]) and every Kinesis request with SigV4, both checked against
+//!   the access keys in the metadata catalogue, whose secrets are sealed with the key ring. A
+//!   call from another node (a verified node certificate: mutual TLS) acts for a caller that
+//!   node already authorized. [`GrpcAuthLayer`] does this for gRPC, before any handler runs.
+//! - Authorization: every operation asks [`Node::authorize`] for its action
+//!   (`kinesis:PutRecord`, `tables:PutItem`, `iam:CreateUser`, `tributary:RemoveNode`) on its
+//!   resource (an ARN); the caller's policies decide ([`policy::evaluate`]): an explicit deny
+//!   wins, no allow means deny. A refused call changes nothing and answers ACCESS_DENIED.
+//! - Audit: every admin operation allowed and every denial is a JSON line in
+//!   `<data dir>/audit.log` and an event of the `tributary::audit` tracing target.
+//!
+//! Under `none` everyone may do everything (local development), and the node says so at start.
+
+pub mod admin;
+pub mod policy;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use serde::Deserialize;
+use serde_json::json;
+use tributary_proto::signing;
+use tributary_types::{Error, ErrorCode};
+
+use crate::keyring::{KeyRing, Sealed};
+use crate::node::Node;
+use crate::now_ms;
+use policy::{Decision, PolicyDocument};
+
+/// Whether calls must be authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Anyone who reaches the node may do anything (the default; local development).
+    None,
+    /// Every call carries valid credentials and is allowed by the caller's policies.
+    Required,
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::None => "none",
+            AuthMode::Required => "required",
+        }
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// `--auth none`: no credentials, everything allowed.
+    Anonymous,
+    /// Another node of the cluster (verified node certificate), acting for a caller it already
+    /// authorized: a forwarded put, a read from a replica, a ping.
+    Node,
+    /// A user of the catalogue, by name.
+    User(String),
+}
+
+impl Principal {
+    fn describe(&self, arns: &tributary_kinesis::Arns) -> String {
+        match self {
+            Principal::Anonymous => "anonymous".to_string(),
+            Principal::Node => "node".to_string(),
+            Principal::User(name) => user_arn(arns, name),
+        }
+    }
+}
+
+pub fn user_arn(arns: &tributary_kinesis::Arns, user: &str) -> String {
+    format!("arn:aws:iam::{}:user/{user}", arns.account_id)
+}
+
+/// What an operation acts on, turned into an ARN by [`Node::resource_arn`].
+#[derive(Debug, Clone, Copy)]
+pub enum Resource<'a> {
+    Stream(&'a str),
+    /// A consumer of a stream, by name.
+    Consumer(&'a str, &'a str),
+    /// Every stream (ListStreams).
+    AllStreams,
+    Table(&'a str),
+    AllTables,
+    User(&'a str),
+    Policy(&'a str),
+    /// The cluster itself (status, node removal).
+    Cluster,
+}
+
+/// The auth settings a node runs with.
+pub struct Auth {
+    pub mode: AuthMode,
+    pub key_ring_opt: Option<Arc<KeyRing>>,
+    audit: AuditLog,
+}
+
+impl Auth {
+    pub fn new(
+        mode: AuthMode,
+        key_ring_opt: Option<Arc<KeyRing>>,
+        data_dir: &Path,
+    ) -> anyhow::Result<Auth> {
+        Ok(Auth {
+            mode,
+            key_ring_opt,
+            audit: AuditLog::open(&data_dir.join(AUDIT_FILE))?,
+        })
+    }
+}
+
+/// Where a node's audit log is, in its data dir.
+pub const AUDIT_FILE: &str = "audit.log";
+
+/// JSON lines appended to the audit file (and the `tributary::audit` tracing target).
+struct AuditLog {
+    file: Mutex<std::fs::File>,
+}
+
+impl AuditLog {
+    fn open(path: &Path) -> anyhow::Result<AuditLog> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| anyhow::anyhow!("opening the audit log {}: {e}", path.display()))?;
+        Ok(AuditLog {
+            file: Mutex::new(file),
+        })
+    }
+
+    fn record(&self, entry: serde_json::Value) {
+        tracing::info!(target: "tributary::audit", "{entry}");
+        let mut line = entry.to_string();
+        line.push('\n');
+        let mut file = self.file.lock().expect("audit lock poisoned");
+        if let Err(error) = file.write_all(line.as_bytes()) {
+            tracing::error!(%error, "could not write the audit log");
+        }
+    }
+}
+
+/// Reads and writes of data, and descriptions, are not admin operations: they are audited only
+/// when denied.
+fn is_admin_action(action: &str) -> bool {
+    let (service, operation) = action.split_once(':').unwrap_or(("", action));
+    let read = operation.starts_with("Describe")
+        || operation.starts_with("List")
+        || operation == "ClusterStatus";
+    let data = match service {
+        "kinesis" => matches!(
+            operation,
+            "PutRecord" | "PutRecords" | "GetRecords" | "GetShardIterator" | "SubscribeToShard"
+        ),
+        "tables" => matches!(
+            operation,
+            "GetItem" | "PutItem" | "UpdateItem" | "DeleteItem" | "Scan"
+        ),
+        _ => false,
+    };
+    !(read || data)
+}
+
+impl Node {
+    pub fn auth_mode(&self) -> AuthMode {
+        self.auth.mode
+    }
+
+    /// The ARN of `resource` in this cluster's region and account.
+    pub fn resource_arn(&self, resource: Resource<'_>) -> String {
+        let arns = &self.config.arns;
+        let prefix =
+            |service: &str| format!("arn:aws:{service}:{}:{}", arns.region, arns.account_id);
+        match resource {
+            Resource::Stream(name) => format!("{}:stream/{name}", prefix("kinesis")),
+            Resource::Consumer(stream, consumer) => {
+                let created_opt = stream.parse().ok().zip(consumer.parse().ok()).and_then(
+                    |(stream, consumer)| {
+                        self.meta.read(|state| {
+                            state
+                                .streams
+                                .get(&stream)
+                                .and_then(|s| s.consumers.get(&consumer))
+                                .map(|c| c.created_at_ms / 1000)
+                        })
+                    },
+                );
+                let created = created_opt.map_or("*".to_string(), |secs| secs.to_string());
+                format!(
+                    "{}:stream/{stream}/consumer/{consumer}:{created}",
+                    prefix("kinesis")
+                )
+            }
+            Resource::AllStreams => format!("{}:stream/*", prefix("kinesis")),
+            Resource::Table(name) => format!("{}:table/{name}", prefix("tables")),
+            Resource::AllTables => format!("{}:table/*", prefix("tables")),
+            Resource::User(name) => user_arn(arns, name),
+            Resource::Policy(name) => format!("arn:aws:iam::{}:policy/{name}", arns.account_id),
+            Resource::Cluster => format!(
+                "arn:aws:tributary:{}:{}:cluster",
+                arns.region, arns.account_id
+            ),
+        }
+    }
+
+    /// Whether `principal` may perform `action` on `resource`. A denial is audited and answers
+    /// ACCESS_DENIED in IAM's words; an allowed admin operation is audited.
+    pub fn authorize(
+        &self,
+        principal: &Principal,
+        action: &str,
+        resource: Resource<'_>,
+    ) -> Result<(), Error> {
+        let user = match principal {
+            Principal::Node => return Ok(()),
+            Principal::Anonymous => {
+                if is_admin_action(action) {
+                    self.audit(
+                        principal,
+                        action,
+                        &self.resource_arn(resource),
+                        "allowed",
+                        None,
+                    );
+                }
+                return Ok(());
+            }
+            Principal::User(user) => user,
+        };
+        let resource = self.resource_arn(resource);
+        let documents: Vec<PolicyDocument> = self.meta.read(|state| {
+            state
+                .auth
+                .users
+                .get(user)
+                .map(|meta| {
+                    meta.policies
+                        .iter()
+                        .filter_map(|name| state.auth.policies.get(name))
+                        .filter_map(|policy| PolicyDocument::parse(&policy.document).ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        let decision = policy::evaluate(&documents, action, &resource);
+        if decision == Decision::Allow {
+            if is_admin_action(action) {
+                self.audit(principal, action, &resource, "allowed", None);
+            }
+            return Ok(());
+        }
+        let because = match decision {
+            Decision::ExplicitDeny => "an explicit deny in an identity-based policy",
+            _ => "no identity-based policy allows it",
+        };
+        self.audit(principal, action, &resource, "denied", Some(because));
+        crate::telemetry::record_access_denied(action);
+        Err(Error::new(
+            ErrorCode::AccessDenied,
+            format!(
+                "User: {} is not authorized to perform: {action} on resource: {resource} because {because}",
+                principal.describe(&self.config.arns)
+            ),
+        ))
+    }
+
+    /// One audit entry.
+    pub(crate) fn audit(
+        &self,
+        principal: &Principal,
+        action: &str,
+        resource: &str,
+        outcome: &str,
+        reason_opt: Option<&str>,
+    ) {
+        let mut entry = json!({
+            "at_ms": now_ms(),
+            "node": self.id(),
+            "principal": principal.describe(&self.config.arns),
+            "action": action,
+            "resource": resource,
+            "outcome": outcome,
+        });
+        if let Some(reason) = reason_opt {
+            entry["reason"] = json!(reason);
+        }
+        self.auth.audit.record(entry);
+    }
+
+    /// The user and secret of an access key, opened with the key ring.
+    pub fn access_key_secret(&self, access_key_id: &str) -> Option<(String, String)> {
+        let ring = self.auth.key_ring_opt.as_ref()?;
+        let (user, sealed) = self.meta.read(|state| {
+            state
+                .auth
+                .access_key(access_key_id)
+                .map(|(user, key)| (user.to_string(), key.sealed_secret.clone()))
+        })?;
+        let sealed: Sealed = postcard::from_bytes(&sealed).ok()?;
+        let secret = ring
+            .open(&sealed, secret_aad(access_key_id).as_bytes())
+            .ok()?;
+        Some((user, String::from_utf8(secret).ok()?))
+    }
+
+    /// Seals a secret access key for the catalogue.
+    pub(crate) fn seal_secret(&self, access_key_id: &str, secret: &str) -> Result<Vec<u8>, Error> {
+        let ring = self.auth.key_ring_opt.as_ref().ok_or_else(|| {
+            Error::invalid_argument("users need a key ring on every node (--key-ring FILE)")
+        })?;
+        let sealed = ring.seal(
+            crate::keyring::DEFAULT_KEY,
+            secret_aad(access_key_id).as_bytes(),
+            secret.as_bytes(),
+        )?;
+        postcard::to_stdvec(&sealed)
+            .map_err(|e| Error::internal(format!("encoding a sealed secret: {e}")))
+    }
+
+    /// Checks a gRPC call's credentials (see [`GrpcAuthLayer`]).
+    fn authenticate_grpc<B>(&self, request: &http::Request<B>) -> Result<Principal, Error> {
+        if self.auth.mode == AuthMode::None {
+            return Ok(Principal::Anonymous);
+        }
+        if has_node_certificate(request) {
+            return Ok(Principal::Node);
+        }
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (Some(access_key_id), Some(date), Some(signature)) = (
+            header(signing::ACCESS_KEY_ID),
+            header(signing::DATE),
+            header(signing::SIGNATURE),
+        ) else {
+            return Err(unauthenticated(
+                "this cluster requires credentials: give --access-key-id and --secret-access-key \
+                 (or TRIBUTARY_ACCESS_KEY_ID and TRIBUTARY_SECRET_ACCESS_KEY)",
+            ));
+        };
+        let date_ms: u64 = date
+            .parse()
+            .map_err(|_| unauthenticated("the request date is not milliseconds since the epoch"))?;
+        let now = now_ms();
+        if date_ms.abs_diff(now) > signing::MAX_SKEW_MS {
+            return Err(unauthenticated(format!(
+                "the request time is {} s away from the node's clock (at most {} s allowed)",
+                date_ms.abs_diff(now) / 1000,
+                signing::MAX_SKEW_MS / 1000
+            )));
+        }
+        let Some((user, secret)) = self.access_key_secret(&access_key_id) else {
+            return Err(unauthenticated(format!(
+                "the access key {access_key_id} is not known to this cluster"
+            )));
+        };
+        if !signing::verify(
+            &secret,
+            &access_key_id,
+            date_ms,
+            request.uri().path(),
+            &signature,
+        ) {
+            return Err(unauthenticated(
+                "the request signature does not match: check the secret access key",
+            ));
+        }
+        Ok(Principal::User(user))
+    }
+}
+
+fn secret_aad(access_key_id: &str) -> String {
+    format!("tributary credential {access_key_id}")
+}
+
+fn unauthenticated(message: impl Into<String>) -> Error {
+    Error::new(ErrorCode::Unauthenticated, message)
+}
+
+fn has_node_certificate<B>(request: &http::Request<B>) -> bool {
+    request
+        .extensions()
+        .get::<tonic::transport::server::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
+        .and_then(|info| info.peer_certs())
+        .is_some_and(|certs| !certs.is_empty())
+}
+
+/// The caller of a gRPC request, as [`GrpcAuthLayer`] found it.
+pub fn principal<T>(request: &tonic::Request<T>) -> Principal {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        // Not through the layer (cannot happen on a node's server): the least trusted caller.
+        .unwrap_or_else(|| Principal::User(String::new()))
+}
+
+/// Authenticates every gRPC call before it reaches a service: the caller goes in the request's
+/// extensions as a [`Principal`]; a call without valid credentials gets UNAUTHENTICATED.
+#[derive(Clone)]
+pub struct GrpcAuthLayer {
+    pub node: Arc<Node>,
+}
+
+impl<S> tower::Layer<S> for GrpcAuthLayer {
+    type Service = GrpcAuth<S>;
+
+    fn layer(&self, inner: S) -> GrpcAuth<S> {
+        GrpcAuth {
+            inner,
+            node: self.node.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct GrpcAuth<S> {
+    inner: S,
+    node: Arc<Node>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for GrpcAuth<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future =
+        futures::future::Either<S::Future, std::future::Ready<Result<Self::Response, Self::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        match self.node.authenticate_grpc(&request) {
+            Ok(principal) => {
+                request.extensions_mut().insert(principal);
+                futures::future::Either::Left(self.inner.call(request))
+            }
+            Err(error) => {
+                crate::telemetry::record_error(error.code);
+                let path = request.uri().path().to_string();
+                self.node.audit(
+                    &Principal::Anonymous,
+                    &path,
+                    "-",
+                    "unauthenticated",
+                    Some(&error.message),
+                );
+                let response = tributary_proto::status_from_error(error).into_http();
+                futures::future::Either::Right(std::future::ready(Ok(response)))
+            }
+        }
+    }
+}
