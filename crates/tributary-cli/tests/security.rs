@@ -166,9 +166,10 @@ async fn a_tls_cluster_replicates_and_serves_only_clients_that_speak_tls() {
     let plain = Client::new(&[node1.as_str()])
         .unwrap()
         .with_call_timeout(Duration::from_secs(5));
+    // (How the refusal reads depends on who notices first: an HTTP/2 protocol error, which
+    // comes with a --tls-ca hint, or a broken pipe.)
     let error = plain.list_streams().await.expect_err("plain text refused");
     assert_eq!(error.code(), "ENDPOINT_UNREACHABLE", "{error}");
-    assert!(error.to_string().contains("--tls-ca"), "{error}");
 
     // Nor does a client that trusts another CA: it cannot verify the node.
     let other = tempfile::tempdir().unwrap();
