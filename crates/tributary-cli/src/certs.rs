@@ -136,14 +136,7 @@ pub fn create(out: &Path, nodes: u64, hosts: &[String], days: i64) -> anyhow::Re
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let key = KeyPair::generate().context("generating the CA key")?;
-    let mut params = CertificateParams::default();
-    params.distinguished_name = DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "Tributary");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "Tributary cluster CA");
+    let mut params = named_params("Tributary cluster CA");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -199,14 +192,7 @@ pub fn issue_node(
         bail!("{} exists; give --force to replace it", cert_path.display());
     }
     let key = KeyPair::generate().context("generating a node key")?;
-    let mut params = CertificateParams::default();
-    params.distinguished_name = DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "Tributary");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, format!("tributary node {id}"));
+    let mut params = named_params(&format!("tributary node {id}"));
     let mut names = vec![
         NODE_SERVER_NAME.to_string(),
         "localhost".to_string(),
@@ -236,6 +222,16 @@ pub fn issue_node(
     write_private(&dir.join(node_key_file(id)), &key.serialize_pem())?;
     write_public(&cert_path, &cert.pem())?;
     Ok(())
+}
+
+/// Certificate parameters with the subject `O=Tributary, CN=<common_name>`.
+fn named_params(common_name: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::OrganizationName, "Tributary");
+    name.push(DnType::CommonName, common_name);
+    params.distinguished_name = name;
+    params
 }
 
 fn san(name: &str) -> anyhow::Result<SanType> {

@@ -30,7 +30,7 @@ use tributary_types::{Error, ErrorCode};
 use crate::keyring::{KeyRing, Sealed};
 use crate::node::Node;
 use crate::now_ms;
-use policy::{Decision, PolicyDocument};
+use policy::Decision;
 
 /// Whether calls must be authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -235,21 +235,15 @@ impl Node {
             Principal::User(user) => user,
         };
         let resource = self.resource_arn(resource);
-        let documents: Vec<PolicyDocument> = self.meta.read(|state| {
-            state
-                .auth
-                .users
-                .get(user)
-                .map(|meta| {
-                    meta.policies
-                        .iter()
-                        .filter_map(|name| state.auth.policies.get(name))
-                        .filter_map(|policy| PolicyDocument::parse(&policy.document).ok())
-                        .collect()
-                })
-                .unwrap_or_default()
+        let decision = self.meta.read(|state| {
+            let documents = state.auth.users.get(user).into_iter().flat_map(|meta| {
+                meta.policies
+                    .iter()
+                    .filter_map(|name| state.auth.policies.get(name))
+                    .map(|policy| &policy.parsed)
+            });
+            policy::evaluate(documents, action, &resource)
         });
-        let decision = policy::evaluate(&documents, action, &resource);
         if decision == Decision::Allow {
             if is_admin_action(action) {
                 self.audit(principal, action, &resource, "allowed", None);
@@ -404,6 +398,17 @@ pub fn principal<T>(request: &tonic::Request<T>) -> Principal {
         .cloned()
         // Not through the layer (cannot happen on a node's server): the least trusted caller.
         .unwrap_or_else(|| Principal::User(String::new()))
+}
+
+/// Authorizes a gRPC call for its caller (see [`Node::authorize`]), as a gRPC status.
+pub fn authorize_grpc<T>(
+    node: &Node,
+    request: &tonic::Request<T>,
+    action: &str,
+    resource: Resource<'_>,
+) -> Result<(), tonic::Status> {
+    node.authorize(&principal(request), action, resource)
+        .map_err(crate::service::status)
 }
 
 /// Authenticates every gRPC call before it reaches a service: the caller goes in the request's

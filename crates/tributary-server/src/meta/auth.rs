@@ -8,6 +8,7 @@ use tributary_raft::meta::AuthCommand;
 use tributary_types::{Error, ErrorCode};
 
 use super::state::MetaState;
+use crate::auth::policy::PolicyDocument;
 
 /// Users and policies a cluster may hold, and policies attached to one user (IAM's default).
 pub const MAX_USERS: usize = 1_000;
@@ -44,6 +45,8 @@ pub struct AccessKeyMeta {
 pub struct PolicyMeta {
     /// The JSON document as given (validated when put).
     pub document: String,
+    /// The document parsed once, when applied, so no call parses it again.
+    pub parsed: PolicyDocument,
     pub updated_at_ms: u64,
 }
 
@@ -142,10 +145,12 @@ impl MetaState {
                         format!("The cluster holds at most {MAX_POLICIES} policies"),
                     ));
                 }
+                let parsed = PolicyDocument::parse(document)?;
                 auth.policies.insert(
                     policy.clone(),
                     PolicyMeta {
                         document: document.clone(),
+                        parsed,
                         updated_at_ms: *at_ms,
                     },
                 );
@@ -209,12 +214,16 @@ impl MetaState {
                         format!("Access key {access_key_id} belongs to another user"),
                     ));
                 }
-                auth.policies
-                    .entry(ADMIN_POLICY.to_string())
-                    .or_insert_with(|| PolicyMeta {
-                        document: ADMIN_POLICY_DOCUMENT.to_string(),
-                        updated_at_ms: *at_ms,
-                    });
+                if !auth.policies.contains_key(ADMIN_POLICY) {
+                    auth.policies.insert(
+                        ADMIN_POLICY.to_string(),
+                        PolicyMeta {
+                            document: ADMIN_POLICY_DOCUMENT.to_string(),
+                            parsed: PolicyDocument::parse(ADMIN_POLICY_DOCUMENT)?,
+                            updated_at_ms: *at_ms,
+                        },
+                    );
+                }
                 auth.users.insert(
                     ADMIN_USER.to_string(),
                     UserMeta {
@@ -280,6 +289,13 @@ mod tests {
             .apply(&auth(AuthCommand::PutPolicy {
                 policy: "p".into(),
                 document: "{}".into(),
+                at_ms: 2,
+            }))
+            .expect_err("a malformed document is refused at apply too");
+        state
+            .apply(&auth(AuthCommand::PutPolicy {
+                policy: "p".into(),
+                document: ADMIN_POLICY_DOCUMENT.into(),
                 at_ms: 2,
             }))
             .unwrap();

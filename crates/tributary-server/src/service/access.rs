@@ -7,7 +7,7 @@ use tributary_proto::v1::access_server::Access;
 use tributary_proto::v1::*;
 
 use super::public::status;
-use crate::auth::{Resource, principal};
+use crate::auth::{Resource, authorize_grpc};
 use crate::node::Node;
 
 pub struct AccessService {
@@ -21,9 +21,7 @@ impl AccessService {
         action: &str,
         resource: Resource<'_>,
     ) -> Result<(), Status> {
-        self.node
-            .authorize(&principal(request), action, resource)
-            .map_err(status)
+        authorize_grpc(&self.node, request, action, resource)
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod access;
 pub mod convert;
+pub(crate) use public::status;
 mod internal;
 mod public;
 mod tables;

@@ -12,7 +12,7 @@ use tributary_raft::meta::RetentionChange;
 
 use super::convert;
 use crate::admin::CreateStreamOptions;
-use crate::auth::{Resource, principal};
+use crate::auth::{Resource, authorize_grpc};
 use crate::node::Node;
 use crate::reads::FORWARDED_HEADER;
 use crate::telemetry;
@@ -41,9 +41,7 @@ impl PublicService {
         action: &str,
         resource: Resource<'_>,
     ) -> Result<(), Status> {
-        self.node
-            .authorize(&principal(request), action, resource)
-            .map_err(status)
+        authorize_grpc(&self.node, request, action, resource)
     }
 }
 

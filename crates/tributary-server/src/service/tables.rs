@@ -12,7 +12,7 @@ use tributary_types::Error;
 use tributary_types::table::Condition;
 
 use super::public::status;
-use crate::auth::{Resource, principal};
+use crate::auth::{Resource, authorize_grpc};
 use crate::node::Node;
 
 pub struct TablesService {
@@ -39,13 +39,12 @@ impl Tables for TablesService {
         &self,
         request: Request<CreateTableRequest>,
     ) -> Result<Response<CreateTableResponse>, Status> {
-        self.node
-            .authorize(
-                &principal(&request),
-                "tables:CreateTable",
-                Resource::Table(&request.get_ref().table_name),
-            )
-            .map_err(status)?;
+        authorize_grpc(
+            &self.node,
+            &request,
+            "tables:CreateTable",
+            Resource::Table(&request.get_ref().table_name),
+        )?;
         let request = request.into_inner();
         self.node
             .create_table(&request.table_name, request.key_attribute.as_deref())
@@ -58,13 +57,12 @@ impl Tables for TablesService {
         &self,
         request: Request<DeleteTableRequest>,
     ) -> Result<Response<DeleteTableResponse>, Status> {
-        self.node
-            .authorize(
-                &principal(&request),
-                "tables:DeleteTable",
-                Resource::Table(&request.get_ref().table_name),
-            )
-            .map_err(status)?;
+        authorize_grpc(
+            &self.node,
+            &request,
+            "tables:DeleteTable",
+            Resource::Table(&request.get_ref().table_name),
+        )?;
         self.node
             .delete_table(&request.into_inner().table_name)
             .await
@@ -76,13 +74,12 @@ impl Tables for TablesService {
         &self,
         request: Request<ListTablesRequest>,
     ) -> Result<Response<ListTablesResponse>, Status> {
-        self.node
-            .authorize(
-                &principal(&request),
-                "tables:ListTables",
-                Resource::AllTables,
-            )
-            .map_err(status)?;
+        authorize_grpc(
+            &self.node,
+            &request,
+            "tables:ListTables",
+            Resource::AllTables,
+        )?;
         let table_names = self.node.list_tables().await.map_err(status)?;
         Ok(Response::new(ListTablesResponse { table_names }))
     }
@@ -91,13 +88,12 @@ impl Tables for TablesService {
         &self,
         request: Request<DescribeTableRequest>,
     ) -> Result<Response<DescribeTableResponse>, Status> {
-        self.node
-            .authorize(
-                &principal(&request),
-                "tables:DescribeTable",
-                Resource::Table(&request.get_ref().table_name),
-            )
-            .map_err(status)?;
+        authorize_grpc(
+            &self.node,
+            &request,
+            "tables:DescribeTable",
+            Resource::Table(&request.get_ref().table_name),
+        )?;
         let described = self
             .node
             .describe_table(&request.into_inner().table_name)
@@ -115,13 +111,12 @@ impl Tables for TablesService {
         &self,
         request: Request<PutItemRequest>,
     ) -> Result<Response<PutItemResponse>, Status> {
-        self.node
-            .authorize(
-                &principal(&request),
-                "tables:PutItem",
-                Resource::Table(&request.get_ref().table_name),
-            )
-            .map_err(status)?;
+        authorize_grpc(
+            &self.node,
+            &request,
+            "tables:PutItem",
+            Resource::Table(&request.get_ref().table_name),
+        )?;
         let request = request.into_inner();
         let item = required_item(request.item)?;
         let condition = condition(request.condition)?;
@@ -136,13 +131,12 @@ impl Tables for TablesService {
         &self,
         request: Request<GetItemRequest>,
     ) -> Result<Response<GetItemResponse>, Status> {
-        self.node
-            .authorize(
-                &principal(&request),
-                "tables:GetItem",
-                Resource::Table(&request.get_ref().table_name),
-            )
-            .map_err(status)?;
+        authorize_grpc(
+            &self.node,
+            &request,
+            "tables:GetItem",
+            Resource::Table(&request.get_ref().table_name),
+        )?;
         let request = request.into_inner();
         let item = self
             .node
@@ -158,13 +152,12 @@ impl Tables for TablesService {
         &self,
         request: Request<UpdateItemRequest>,
     ) -> Result<Response<UpdateItemResponse>, Status> {
-        self.node
-            .authorize(
-                &principal(&request),
-                "tables:UpdateItem",
-                Resource::Table(&request.get_ref().table_name),
-            )
-            .map_err(status)?;
+        authorize_grpc(
+            &self.node,
+            &request,
+            "tables:UpdateItem",
+            Resource::Table(&request.get_ref().table_name),
+        )?;
         let request = request.into_inner();
         let updates = request
             .updates
@@ -187,13 +180,12 @@ impl Tables for TablesService {
         &self,
         request: Request<DeleteItemRequest>,
     ) -> Result<Response<DeleteItemResponse>, Status> {
-        self.node
-            .authorize(
-                &principal(&request),
-                "tables:DeleteItem",
-                Resource::Table(&request.get_ref().table_name),
-            )
-            .map_err(status)?;
+        authorize_grpc(
+            &self.node,
+            &request,
+            "tables:DeleteItem",
+            Resource::Table(&request.get_ref().table_name),
+        )?;
         let request = request.into_inner();
         let condition = condition(request.condition)?;
         self.node
@@ -204,13 +196,12 @@ impl Tables for TablesService {
     }
 
     async fn scan(&self, request: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
-        self.node
-            .authorize(
-                &principal(&request),
-                "tables:Scan",
-                Resource::Table(&request.get_ref().table_name),
-            )
-            .map_err(status)?;
+        authorize_grpc(
+            &self.node,
+            &request,
+            "tables:Scan",
+            Resource::Table(&request.get_ref().table_name),
+        )?;
         let request = request.into_inner();
         let (items, last_evaluated_key) = self
             .node
