@@ -65,6 +65,7 @@ impl ShardRecordProcessor for Printer {
                 approximate_arrival_timestamp_ms: record.approximate_arrival_timestamp_ms,
                 data: record.data.clone(),
                 partition_key: record.partition_key.clone(),
+                encryption_type: record.encryption_type.clone(),
             };
             let mut line = crate::get::record_json(&self.shard_id, &stored);
             if record.is_aggregated() {

@@ -84,6 +84,7 @@ pub fn record_json(shard_id: &str, record: &v1::Record) -> serde_json::Value {
         "sequence_number": record.sequence_number,
         "partition_key": record.partition_key,
         "approximate_arrival_timestamp": record.approximate_arrival_timestamp_ms,
+        "encryption_type": record.encryption_type,
     });
     match std::str::from_utf8(&record.data) {
         Ok(text) => line["data"] = json!(text),

@@ -8,6 +8,10 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tributary_server::auth::AuthMode;
 use tributary_server::auth::admin::read_admin_key_file;
+use tributary_server::clients::{
+    ClientLimitsConfig, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+    DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT,
+};
 use tributary_server::config::{
     DEFAULT_ADMIN_TIMEOUT_MS, DEFAULT_RETENTION_HOUR_MS, DEFAULT_SCALING_WINDOW_MS,
     DEFAULT_WRITE_TIMEOUT_MS, FaultConfig, FileConfig, KinesisAuthMode, ShardLimits, parse_peers,
@@ -102,7 +106,8 @@ pub struct NodeArgs {
     #[arg(long, env = "TRIBUTARY_AUTH", value_enum)]
     auth: Option<AuthMode>,
     /// The key ring (named AES-256 keys; `tributary keys create` makes one), the same file on
-    /// every node. Access keys' secrets are stored sealed with it.
+    /// every node. Access keys' secrets and encrypted streams' records are stored sealed with
+    /// it. Re-read within 5 s when the file changes (`tributary keys rotate`).
     #[arg(long, env = "TRIBUTARY_KEY_RING")]
     key_ring: Option<PathBuf>,
     /// The first administrator's access key, ACCESS_KEY_ID:SECRET (or the AWS credentials
@@ -110,6 +115,17 @@ pub struct NodeArgs {
     /// made with it unless a user `admin` exists.
     #[arg(long, env = "TRIBUTARY_ADMIN_KEY_FILE")]
     admin_key_file: Option<PathBuf>,
+    /// Connections this node accepts in all, on the gRPC port and the Kinesis endpoint together
+    /// (default 10000); those over it are closed at once.
+    #[arg(long, env = "TRIBUTARY_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Connections one client (remote IP address) may hold on this node (default 1000).
+    #[arg(long, env = "TRIBUTARY_MAX_CONNECTIONS_PER_CLIENT")]
+    max_connections_per_client: Option<usize>,
+    /// Live SubscribeToShard subscriptions one client (remote IP address) may hold on this node
+    /// (default 1000); more get LIMIT_EXCEEDED.
+    #[arg(long, env = "TRIBUTARY_MAX_SUBSCRIPTIONS_PER_CLIENT")]
+    max_subscriptions_per_client: Option<usize>,
     /// A TOML file with any of these settings (flags and TRIBUTARY_* variables win).
     #[arg(long, env = "TRIBUTARY_CONFIG")]
     config: Option<PathBuf>,
@@ -241,6 +257,20 @@ fn build_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
             args.tls_key.or(file.tls_key),
             args.tls_ca.or(file.tls_ca),
         )?,
+        client_limits: ClientLimitsConfig {
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_connections_per_client: args
+                .max_connections_per_client
+                .or(file.max_connections_per_client)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
+            max_subscriptions_per_client: args
+                .max_subscriptions_per_client
+                .or(file.max_subscriptions_per_client)
+                .unwrap_or(DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT),
+        },
     };
     config.validate()?;
     Ok(config)

@@ -117,6 +117,25 @@ pub enum StreamCommand {
         #[arg(value_parser = ["on-demand", "provisioned"])]
         mode: String,
     },
+    /// Encrypt new records at rest with a key of the nodes' key ring (StartStreamEncryption);
+    /// waits until the stream is ACTIVE again.
+    StartEncryption {
+        name: String,
+        /// A key ring key: its name, alias/NAME, a KMS key or alias ARN; alias/aws/kinesis is
+        /// the key named "default".
+        #[arg(long, default_value = "alias/aws/kinesis")]
+        key_id: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Store new records in clear again (StopStreamEncryption); encrypted ones stay readable.
+    StopEncryption {
+        name: String,
+        #[arg(long, default_value = "alias/aws/kinesis")]
+        key_id: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Add or overwrite tags (1..10 per call, 50 per stream).
     Tag {
         name: String,
@@ -415,18 +434,21 @@ pub async fn run_stream(command: StreamCommand, args: &ClientArgs) -> anyhow::Re
                 "creation_timestamp": summary.stream_creation_timestamp_ms,
                 "open_shard_count": summary.open_shard_count,
                 "consumer_count": summary.consumer_count,
+                "encryption_type": summary.encryption_type,
+                "key_id": summary.key_id,
             });
             if args.json {
                 print_json(&value);
             } else {
                 println!(
-                    "stream {}  status {}  mode {}  retention {} h  open shards {}  consumers {}",
+                    "stream {}  status {}  mode {}  retention {} h  open shards {}  consumers {}  encryption {}",
                     summary.stream_name,
                     summary.stream_status,
                     summary.stream_mode,
                     summary.retention_period_hours,
                     summary.open_shard_count,
-                    summary.consumer_count
+                    summary.consumer_count,
+                    summary.key_id.as_deref().unwrap_or("NONE")
                 );
             }
         }
@@ -498,6 +520,22 @@ pub async fn run_stream(command: StreamCommand, args: &ClientArgs) -> anyhow::Re
                 println!("stream {name} is now {wire}");
             }
         }
+        StreamCommand::StartEncryption {
+            name,
+            key_id,
+            no_wait,
+        } => {
+            client.start_stream_encryption(&name, &key_id).await?;
+            encryption_done(&client, args, &name, no_wait).await?;
+        }
+        StreamCommand::StopEncryption {
+            name,
+            key_id,
+            no_wait,
+        } => {
+            client.stop_stream_encryption(&name, &key_id).await?;
+            encryption_done(&client, args, &name, no_wait).await?;
+        }
         StreamCommand::Tag { name, tags } => {
             let count = tags.len();
             client.add_tags(&name, tags.into_iter().collect()).await?;
@@ -537,6 +575,40 @@ pub async fn run_stream(command: StreamCommand, args: &ClientArgs) -> anyhow::Re
 }
 
 /// Waits (unless told not to) for a reshard to finish and prints the open shards.
+async fn encryption_done(
+    client: &tributary_client::Client,
+    args: &ClientArgs,
+    name: &str,
+    no_wait: bool,
+) -> anyhow::Result<()> {
+    if !no_wait {
+        client
+            .wait_for_active(name, tributary_client::DEFAULT_ACTIVE_WAIT)
+            .await?;
+    }
+    let summary = client.describe_stream_summary(name).await?;
+    if args.json {
+        print_json(&json!({
+            "name": name,
+            "status": summary.stream_status,
+            "encryption_type": summary.encryption_type,
+            "key_id": summary.key_id,
+        }));
+    } else {
+        match &summary.key_id {
+            Some(key_id) => println!(
+                "stream {name}: new records are encrypted with {key_id} ({})",
+                summary.stream_status
+            ),
+            None => println!(
+                "stream {name}: new records are stored unencrypted ({})",
+                summary.stream_status
+            ),
+        }
+    }
+    Ok(())
+}
+
 async fn reshard_done(
     client: &tributary_client::Client,
     args: &ClientArgs,
@@ -653,6 +725,8 @@ pub fn description_json(description: &v1::StreamDescription) -> Value {
         "retention_hours": description.retention_period_hours,
         "creation_timestamp": description.stream_creation_timestamp_ms,
         "mode": description.stream_mode,
+        "encryption_type": description.encryption_type,
+        "key_id": description.key_id,
         "shards": description.shards.iter().map(shard_json).collect::<Vec<_>>(),
     })
 }

@@ -8,7 +8,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::primitives::{Blob, DateTime};
 use aws_sdk_kinesis::types::{
@@ -38,14 +37,7 @@ async fn start_kinesis_cluster() -> Cluster {
 
 /// The AWS SDK for Rust pointed at one node, as a user would configure it.
 fn sdk(cluster: &Cluster, node: u64, secret: &str) -> aws_sdk_kinesis::Client {
-    let config = aws_sdk_kinesis::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(format!("http://{}", cluster.node(node).kinesis_address))
-        .credentials_provider(Credentials::new(ACCESS_KEY_ID, secret, None, None, "test"))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    aws_sdk_kinesis::Client::from_conf(config)
+    kinesis_sdk(&cluster.node(node).kinesis_address, ACCESS_KEY_ID, secret)
 }
 
 async fn wait_active(client: &aws_sdk_kinesis::Client, stream: &str) {

@@ -182,6 +182,8 @@ pub struct UserRecord {
     pub explicit_hash_key_opt: Option<String>,
     pub data: Bytes,
     pub approximate_arrival_timestamp_ms: u64,
+    /// NONE or KMS: how the stored record was kept at rest.
+    pub encryption_type: String,
 }
 
 impl UserRecord {
@@ -244,6 +246,7 @@ pub fn deaggregate(records: Vec<v1::Record>, range_opt: Option<HashKeyRange>) ->
                 explicit_hash_key_opt: None,
                 data: record.data,
                 approximate_arrival_timestamp_ms: record.approximate_arrival_timestamp_ms,
+                encryption_type: record.encryption_type,
             });
             continue;
         };
@@ -262,6 +265,7 @@ pub fn deaggregate(records: Vec<v1::Record>, range_opt: Option<HashKeyRange>) ->
                 explicit_hash_key_opt: hash_key_opt,
                 data,
                 approximate_arrival_timestamp_ms: record.approximate_arrival_timestamp_ms,
+                encryption_type: record.encryption_type.clone(),
             });
         }
     }
@@ -284,6 +288,7 @@ mod tests {
             approximate_arrival_timestamp_ms: 7,
             data,
             partition_key: AGGREGATED_PARTITION_KEY.into(),
+            encryption_type: "KMS".into(),
         }
     }
 

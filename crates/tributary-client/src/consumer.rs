@@ -983,6 +983,7 @@ mod tests {
             approximate_arrival_timestamp_ms: 1,
             data: aggregator.encode(),
             partition_key: "a".into(),
+            ..Default::default()
         };
         // Checkpointed through "b" of record 5: AT_SEQUENCE_NUMBER 5 re-reads it.
         let start = Start {

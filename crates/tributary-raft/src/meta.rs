@@ -143,6 +143,21 @@ pub enum MetaCommand {
     Table(TableCommand),
     /// Users, access keys and policies (`--auth required`).
     Auth(AuthCommand),
+    /// Start/StopStreamEncryption: later puts are sealed with this key (or, for `None`, stored in
+    /// clear). The stream goes UPDATING until the stream driver activates it again.
+    SetStreamEncryption {
+        name: StreamName,
+        encryption_opt: Option<StreamEncryption>,
+        at_ms: u64,
+    },
+}
+
+/// How a stream's new records are sealed: the KeyId as the caller gave it (reported back as
+/// Kinesis does) and the key ring's key it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamEncryption {
+    pub key_id: String,
+    pub key: String,
 }
 
 /// Changes to users and policies. Secrets arrive sealed with the key ring (opaque bytes here):
@@ -279,6 +294,16 @@ impl fmt::Display for MetaCommand {
                 to,
             } => write!(f, "finish-move({name}, {shard}, {from} -> {to})"),
             MetaCommand::ForgetNode { node_id } => write!(f, "forget-node({node_id})"),
+            MetaCommand::SetStreamEncryption {
+                name,
+                encryption_opt,
+                ..
+            } => match encryption_opt {
+                Some(encryption) => {
+                    write!(f, "start-stream-encryption({name}, {})", encryption.key)
+                }
+                None => write!(f, "stop-stream-encryption({name})"),
+            },
             MetaCommand::Table(command) => match command {
                 TableCommand::CreateTable { table, .. } => write!(f, "create-table({table})"),
                 TableCommand::DeleteTable { table } => write!(f, "delete-table({table})"),

@@ -35,6 +35,21 @@ impl PutBatch {
     }
 }
 
+/// The key a sealed batch's records were sealed under: a key of the nodes' key ring, its
+/// version, and the random salt the batch's record key was derived with (HKDF-SHA256). Record
+/// `k` of the batch is sealed with AES-256-GCM under that derived key and nonce `k`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchKey {
+    pub key: String,
+    pub version: u32,
+    pub salt: [u8; 16],
+}
+
+/// Bytes a sealed record's data has beyond its partition key and data: the 16-byte GCM tag and
+/// the 2-byte partition key length inside the ciphertext. Throughput limits charge what the
+/// producer sent, so they subtract this.
+pub const SEALED_RECORD_OVERHEAD: usize = 18;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ShardCommand {
     Put(PutBatch),
@@ -46,6 +61,44 @@ pub enum ShardCommand {
     /// Resharding closed this shard: later puts are refused (their records route to the
     /// children). The answer carries the ending sequence number.
     Seal,
+    /// A put to an encrypted stream: each record's partition key is empty and its data is the
+    /// sealed partition key and data (see [`BatchKey`]). The node that received the put seals
+    /// it, so the batch is never in clear in any log, store or forwarded call. (Appended last:
+    /// entries written before it keep their encoding.)
+    PutSealed {
+        key: BatchKey,
+        batch: PutBatch,
+    },
+}
+
+impl ShardCommand {
+    /// The records of a put, sealed or not.
+    pub fn put_batch(&self) -> Option<&PutBatch> {
+        match self {
+            ShardCommand::Put(batch) | ShardCommand::PutSealed { batch, .. } => Some(batch),
+            _ => None,
+        }
+    }
+
+    pub fn put_batch_mut(&mut self) -> Option<&mut PutBatch> {
+        match self {
+            ShardCommand::Put(batch) | ShardCommand::PutSealed { batch, .. } => Some(batch),
+            _ => None,
+        }
+    }
+
+    /// What each record of a put weighs as its producer sent it (partition key plus data),
+    /// for throughput limits and metrics.
+    pub fn record_sizes(&self) -> impl Iterator<Item = usize> + '_ {
+        let overhead = match self {
+            ShardCommand::PutSealed { .. } => SEALED_RECORD_OVERHEAD,
+            _ => 0,
+        };
+        self.put_batch()
+            .into_iter()
+            .flat_map(|batch| batch.records.iter())
+            .map(move |(key, data)| (key.len() + data.len()).saturating_sub(overhead))
+    }
 }
 
 impl fmt::Display for ShardCommand {
@@ -54,6 +107,13 @@ impl fmt::Display for ShardCommand {
             ShardCommand::Put(batch) => write!(f, "put({} records)", batch.records.len()),
             ShardCommand::Trim { before_ms } => write!(f, "trim(before {before_ms} ms)"),
             ShardCommand::Seal => write!(f, "seal"),
+            ShardCommand::PutSealed { key, batch } => write!(
+                f,
+                "put({} records sealed with {} v{})",
+                batch.records.len(),
+                key.key,
+                key.version
+            ),
         }
     }
 }

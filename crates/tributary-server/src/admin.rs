@@ -330,6 +330,7 @@ impl Node {
             mode: stream.mode,
             has_more_shards,
             shard_level_metrics: stream.shard_level_metrics.into_iter().collect(),
+            encryption_opt: stream.encryption_opt,
         })
     }
 
@@ -380,6 +381,7 @@ impl Node {
             retention_hours: stream.retention_hours,
             created_at_ms: stream.created_at_ms,
             shard_level_metrics: stream.shard_level_metrics.into_iter().collect(),
+            encryption_opt: stream.encryption_opt,
         })
     }
 

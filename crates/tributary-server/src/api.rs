@@ -1,9 +1,10 @@
 //! The domain API a node serves, in domain types. The gRPC service (and later the Kinesis HTTP
 //! endpoint) only convert to and from these and call [`crate::Node`]'s methods.
 
+pub use tributary_raft::meta::StreamEncryption;
 use tributary_types::{
-    ConsumerName, Error, HashKeyRange, NodeId, SequenceNumber, ShardId, StoredRecord, StreamMode,
-    StreamName,
+    ConsumerName, EncryptionType, Error, HashKeyRange, NodeId, SequenceNumber, ShardId,
+    StoredRecord, StreamMode, StreamName,
 };
 
 use crate::meta::{ShardStatus, StreamStatus};
@@ -84,6 +85,8 @@ pub struct StreamDescription {
     pub has_more_shards: bool,
     /// Enhanced monitoring's shard-level metrics, as last set.
     pub shard_level_metrics: Vec<String>,
+    /// Set while new records are encrypted (EncryptionType KMS, and the KeyId given).
+    pub encryption_opt: Option<StreamEncryption>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +99,7 @@ pub struct StreamSummary {
     pub open_shard_count: u32,
     pub consumer_count: u32,
     pub shard_level_metrics: Vec<String>,
+    pub encryption_opt: Option<StreamEncryption>,
 }
 
 /// What DescribeLimits reports. Tributary has no account-wide quotas: each stream may have up to
@@ -138,6 +142,14 @@ pub struct ChildShard {
 
 /// One entry of a PutRecords answer, in request order.
 pub type PutRecordResult = Result<(ShardId, SequenceNumber), Error>;
+
+/// A put's answer: each record's result, and how its records were stored (KMS when the stream was
+/// encrypted as this node's catalogue saw it when the put arrived).
+#[derive(Debug)]
+pub struct PutOutcome<T> {
+    pub results: T,
+    pub encryption_type: EncryptionType,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GetRecordsOutput {

@@ -75,10 +75,12 @@ pub struct NodeConfig {
     pub tls_opt: Option<crate::tls::TlsPaths>,
     /// Whether calls must carry credentials allowed by the caller's policies (`--auth`).
     pub auth_mode: crate::auth::AuthMode,
-    /// The key ring file (`--key-ring`): seals access keys' secrets (and, later, records).
+    /// The key ring file (`--key-ring`): seals access keys' secrets and encrypted streams' records.
     pub key_ring_opt: Option<PathBuf>,
     /// The first administrator's access key (`--admin-key-file`): id and secret.
     pub admin_key_opt: Option<(String, String)>,
+    /// What one client may hold of this node (`--max-connections`, ...).
+    pub client_limits: crate::clients::ClientLimitsConfig,
 }
 
 /// Faults a chaos test may inject into a node. Flags only, never in the config file.
@@ -120,6 +122,9 @@ pub struct FileConfig {
     pub auth: Option<crate::auth::AuthMode>,
     pub key_ring: Option<PathBuf>,
     pub admin_key_file: Option<PathBuf>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_client: Option<usize>,
+    pub max_subscriptions_per_client: Option<usize>,
 }
 
 impl FileConfig {
@@ -187,6 +192,15 @@ impl NodeConfig {
         }
         if self.retention_hour_ms == 0 {
             bail!("--retention-hour-ms must be positive");
+        }
+        let limits = &self.client_limits;
+        if limits.max_connections == 0
+            || limits.max_connections_per_client == 0
+            || limits.max_subscriptions_per_client == 0
+        {
+            bail!(
+                "--max-connections, --max-connections-per-client and --max-subscriptions-per-client must be positive"
+            );
         }
         validate_arns(&self.arns)?;
         if self.auth_mode == crate::auth::AuthMode::Required {

@@ -8,6 +8,7 @@
 //! continuation sequence number; a subscription ends after 5 minutes, when the relayed leader
 //! goes away, or when the node stops, and the consumer resubscribes from the continuation.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use tributary_types::{
 };
 
 use crate::api::{ChildShard, SubscribeEvent};
+use crate::clients::Slot;
 use crate::groups::ShardGroup;
 use crate::meta::ShardMeta;
 use crate::node::Node;
@@ -40,7 +42,33 @@ const SUBSCRIPTION_BYTES_PER_SEC: f64 = 2.0 * 1024.0 * 1024.0;
 /// Events buffered between the reader and a slow consumer.
 const EVENT_BUFFER: usize = 4;
 
-pub type Events = mpsc::Receiver<Result<SubscribeEvent, Error>>;
+/// A subscription's events. It holds its client's subscription slot until it is dropped (the
+/// client went away) or ends.
+pub struct Events {
+    events: mpsc::Receiver<Result<SubscribeEvent, Error>>,
+    _slot_opt: Option<Slot>,
+}
+
+impl futures::Stream for Events {
+    type Item = Result<SubscribeEvent, Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.events).poll_next(cx)
+    }
+}
+
+/// Who asked for a subscription.
+#[derive(Debug, Clone, Copy)]
+pub enum Subscriber {
+    /// A client connected to this node (its address, when the transport knows it): the
+    /// subscription counts against its `--max-subscriptions-per-client`.
+    Client(Option<IpAddr>),
+    /// Another node relaying its client's subscription (counted there) to this replica.
+    Forwarded,
+}
 
 /// The live subscriptions a node serves, one per (stream, consumer, shard): as in Kinesis, a new
 /// subscription takes over and the older one ends with RESOURCE_IN_USE.
@@ -77,9 +105,16 @@ impl Node {
         consumer: &str,
         shard_id: &str,
         start: StartingPosition,
-        forwarded: bool,
+        subscriber: Subscriber,
     ) -> Result<Events, Error> {
         let stream: StreamName = stream.parse()?;
+        let forwarded = matches!(subscriber, Subscriber::Forwarded);
+        let slot_opt = match subscriber {
+            Subscriber::Client(Some(client)) => {
+                Some(self.client_limits.admit_subscription(client)?)
+            }
+            Subscriber::Client(None) | Subscriber::Forwarded => None,
+        };
         let consumer: ConsumerName = consumer.parse()?;
         let shard_id: ShardId = shard_id.parse()?;
         let meta = self.stream_meta(&stream).await?;
@@ -109,7 +144,12 @@ impl Node {
             };
             for candidate in candidates.into_iter().filter(|id| *id != self.id()) {
                 match self.relay(candidate, request.clone()).await {
-                    Ok(events) => return Ok(events),
+                    Ok(events) => {
+                        return Ok(Events {
+                            events,
+                            _slot_opt: slot_opt,
+                        });
+                    }
                     Err(error) => {
                         tracing::debug!(node = candidate, %error, "relaying a subscription failed")
                     }
@@ -145,7 +185,10 @@ impl Node {
                 let _ = errors.send(Err(error)).await;
             }
         });
-        Ok(rx)
+        Ok(Events {
+            events: rx,
+            _slot_opt: slot_opt,
+        })
     }
 
     /// Subscribes at another node and passes its events on.
@@ -153,7 +196,7 @@ impl Node {
         &self,
         target: u64,
         request: v1::SubscribeToShardRequest,
-    ) -> Result<Events, Error> {
+    ) -> Result<mpsc::Receiver<Result<SubscribeEvent, Error>>, Error> {
         let address = self
             .node_address(target)
             .ok_or_else(|| Error::internal(format!("node {target} has no known address")))?;

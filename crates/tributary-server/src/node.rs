@@ -53,6 +53,10 @@ pub struct Node {
     stop_tx: watch::Sender<bool>,
     /// `--auth`, the key ring and the audit log.
     pub(crate) auth: crate::auth::Auth,
+    /// The key ring (`--key-ring`): sealed access keys and encrypted streams.
+    pub(crate) keys: crate::keyring::Keys,
+    /// Connections and subscriptions each client holds, within `config.client_limits`.
+    pub(crate) client_limits: crate::clients::ClientLimits,
     /// Whether the gRPC port and the Kinesis endpoint serve TLS.
     pub(crate) tls_on: bool,
 }
@@ -157,11 +161,8 @@ impl Node {
             config.peers = join_contacts(&contact, config.id, client_tls_opt.as_ref()).await?;
         }
         let fresh = check_identity(&config)?;
-        let key_ring_opt = match &config.key_ring_opt {
-            Some(path) => Some(Arc::new(crate::keyring::KeyRing::load(path)?)),
-            None => None,
-        };
-        if let Some(ring) = &key_ring_opt
+        let keys = crate::keyring::Keys::load(config.key_ring_opt.as_deref())?;
+        if let Some(ring) = keys.current()
             && !ring.contains(crate::keyring::DEFAULT_KEY)
             && config.auth_mode == crate::auth::AuthMode::Required
         {
@@ -170,7 +171,7 @@ impl Node {
                 crate::keyring::DEFAULT_KEY
             );
         }
-        let auth = crate::auth::Auth::new(config.auth_mode, key_ring_opt, &config.data_dir)?;
+        let auth = crate::auth::Auth::new(config.auth_mode, &config.data_dir)?;
         let store = Store::open(&config.data_dir.join("db")).context("opening RocksDB")?;
         let router = PeerRouter::default();
         router.set_tls(client_tls_opt);
@@ -218,6 +219,7 @@ impl Node {
             None => None,
         };
         let (stop_tx, _) = watch::channel(false);
+        let client_limits = crate::clients::ClientLimits::new(config.client_limits);
         let node = Arc::new(Node {
             config,
             store,
@@ -231,6 +233,8 @@ impl Node {
             serving: AtomicBool::new(false),
             stop_tx,
             auth,
+            keys,
+            client_limits,
             tls_on: tls_opt.is_some(),
         });
 
@@ -257,6 +261,11 @@ impl Node {
             }
             None => None,
         };
+        if let Some(ring) = node.keys.current() {
+            tracing::info!(keys = ?ring, "key ring loaded; re-read when its file changes");
+            crate::telemetry::record_key_ring(&ring);
+            background.push(tokio::spawn(crate::keyring::reload(node.clone())));
+        }
 
         let mut kinesis_task_opt = None;
         let kinesis_address_opt = match kinesis_listener_opt {

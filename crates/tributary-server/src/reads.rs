@@ -16,6 +16,7 @@ use openraft::async_runtime::WatchReceiver;
 
 use crate::api::{ChildShard, GetRecordsOutput};
 use crate::groups::ShardGroup;
+use crate::keyring::RecordOpener;
 use crate::limits::rate_exceeded;
 use crate::meta::ShardMeta;
 use crate::node::Node;
@@ -316,19 +317,24 @@ pub(crate) async fn read_batch(
 ) -> Result<ReadBatch, Error> {
     let store = node.store.clone();
     let group = local.group;
+    let ring_opt = node.keys.current();
+    let aad = local.stream.to_string();
     let (records, more, tip_opt) = tokio::task::spawn_blocking(move || {
-        let (records, more) = records::read(&store, group, from, limit, max_bytes)?;
+        let mut opener = RecordOpener::new(ring_opt.as_deref(), aad.as_bytes());
+        let (records, more) = records::read(&store, group, from, limit, max_bytes, &mut opener)?;
         let tip = records::last(&store, group)?;
-        Ok::<_, std::io::Error>((records, more, tip))
+        Ok::<_, records::ReadError>((records, more, tip))
     })
     .await
     .map_err(|e| Error::internal(format!("read task failed: {e}")))?
-    .map_err(|e| Error::internal(format!("reading records: {e}")))?;
+    .map_err(|e| match e {
+        records::ReadError::Io(e) => Error::internal(format!("reading records: {e}")),
+        records::ReadError::Sealed(e) => e,
+    })?;
 
     // 0 only when caught up: records that arrived in the same millisecond still count as 1 ms.
     let millis_behind_latest = match (records.last(), &tip_opt) {
-        (Some(last), Some(tip)) if last.sequence_number < tip.sequence_number => tip
-            .approximate_arrival_timestamp_ms
+        (Some(last), Some((tip, tip_arrival_ms))) if last.sequence_number < *tip => tip_arrival_ms
             .saturating_sub(last.approximate_arrival_timestamp_ms)
             .max(1),
         _ => 0,

@@ -78,6 +78,32 @@ pub fn record_tls_reload(loaded: bool) {
     }
 }
 
+/// The versions of each key of the key ring a node loaded (names come from the operator's file).
+pub fn record_key_ring(ring: &crate::keyring::KeyRing) {
+    for (name, count) in ring.version_counts() {
+        gauge!("tributary_key_ring_versions", "key" => name.to_string()).set(count as f64);
+    }
+}
+
+/// A connection or subscription refused by a client limit (`limit`: total or per_client).
+pub fn record_client_limit(resource: &'static str, refusal: crate::clients::Refusal) {
+    counter!(
+        "tributary_client_limit_refusals_total",
+        "resource" => resource,
+        "limit" => refusal.as_str()
+    )
+    .increment(1);
+}
+
+/// A changed key ring file, loaded or (when it did not load) left aside.
+pub fn record_key_ring_reload(loaded: bool) {
+    if loaded {
+        counter!("tributary_key_ring_reloads_total").increment(1);
+    } else {
+        counter!("tributary_key_ring_reload_failures_total").increment(1);
+    }
+}
+
 /// Records a replica removed for retention (counted on every replica that applies the trim).
 pub fn record_trimmed(shard: ShardId, records: u64) {
     counter!("tributary_records_trimmed_total", "shard" => shard.to_string()).increment(records);

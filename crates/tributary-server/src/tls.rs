@@ -32,6 +32,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::ClientTlsConfig;
 
+use crate::clients::Counted;
 use crate::telemetry;
 
 pub use tributary_raft::network::NODE_SERVER_NAME;
@@ -251,26 +252,21 @@ pub fn accept(
     listener: TcpListener,
     tls: Arc<NodeTls>,
     port: Port,
-) -> mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)> {
+    node: Arc<crate::Node>,
+) -> mpsc::Receiver<(TlsConnection, SocketAddr)> {
     let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
     tokio::spawn(async move {
+        let label = match port {
+            Port::Grpc => "grpc",
+            Port::Kinesis => "kinesis",
+        };
         loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
+            // Admitted by the client limits before the handshake, so a client cannot hold more
+            // handshakes than connections.
+            let (tcp, peer) = tokio::select! {
+                accepted = crate::clients::accept(&listener, &node.client_limits, label) => accepted,
                 () = tx.closed() => return,
             };
-            let (tcp, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors, say: back off instead of spinning.
-                    tracing::warn!(%error, ?port, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "could not set TCP_NODELAY");
-            }
             let acceptor = TlsAcceptor::from(tls.current().server_config(port));
             let tx = tx.clone();
             tokio::spawn(async move {
@@ -293,24 +289,32 @@ pub fn accept(
     rx
 }
 
+/// An accepted TLS connection, holding its client's connection slot.
+pub type TlsConnection = TlsStream<Counted<TcpStream>>;
+
 /// A TLS listener for axum: connections come out already handshaken (see [`accept`]).
 pub struct TlsListener {
-    connections: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    connections: mpsc::Receiver<(TlsConnection, SocketAddr)>,
     local: std::io::Result<SocketAddr>,
 }
 
 impl TlsListener {
-    pub fn new(listener: TcpListener, tls: Arc<NodeTls>, port: Port) -> TlsListener {
+    pub fn new(
+        listener: TcpListener,
+        tls: Arc<NodeTls>,
+        port: Port,
+        node: Arc<crate::Node>,
+    ) -> TlsListener {
         let local = listener.local_addr();
         TlsListener {
-            connections: accept(listener, tls, port),
+            connections: accept(listener, tls, port, node),
             local,
         }
     }
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = TlsConnection;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bytes::Bytes;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, ForwardReason, RaftError};
 use openraft::storage::RaftStateMachine;
@@ -19,12 +20,13 @@ use tributary_raft::config::ELECTION_TIMEOUT_MAX_MS;
 use tributary_raft::meta::{MetaCommand, MetaResponse};
 use tributary_raft::shard::{ProducerStamp, PutBatch, ShardCommand, ShardResponse};
 use tributary_types::{
-    Error, ErrorCode, GroupId, MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_ENTRIES, NodeId,
-    PutRecordEntry, SequenceNumber, StreamName, validate_put_entry,
+    EncryptionType, Error, ErrorCode, GroupId, MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_ENTRIES,
+    NodeId, PutRecordEntry, SequenceNumber, StreamName, validate_put_entry,
 };
 
-use crate::api::PutRecordResult;
+use crate::api::{PutOutcome, PutRecordResult};
 use crate::groups::ShardGroup;
+use crate::keyring::KeyRing;
 use crate::limits::rate_exceeded;
 use crate::meta::{ShardMeta, ShardStatus, StreamStatus};
 use crate::node::Node;
@@ -136,24 +138,32 @@ impl Node {
         stream: &str,
         entry: PutRecordEntry,
         sequence_number_for_ordering_opt: Option<&str>,
-    ) -> Result<(tributary_types::ShardId, SequenceNumber), Error> {
+    ) -> Result<PutOutcome<(tributary_types::ShardId, SequenceNumber)>, Error> {
         if let Some(text) = sequence_number_for_ordering_opt {
             text.parse::<SequenceNumber>().map_err(|e| {
                 Error::invalid_argument(format!("SequenceNumberForOrdering: {}", e.message))
             })?;
         }
-        let mut results = self.put_records(stream, vec![entry], None).await?;
-        results
+        let mut outcome = self.put_records(stream, vec![entry], None).await?;
+        let result = outcome
+            .results
             .pop()
-            .unwrap_or_else(|| Err(Error::internal("PutRecord produced no result")))
+            .unwrap_or_else(|| Err(Error::internal("PutRecord produced no result")))?;
+        Ok(PutOutcome {
+            results: result,
+            encryption_type: outcome.encryption_type,
+        })
     }
 
+    /// PutRecords. Records of an encrypted stream are sealed here, on the node that received
+    /// them, before they go to a shard's leader: no log, store or call between nodes holds them
+    /// in clear.
     pub async fn put_records(
         &self,
         stream: &str,
         entries: Vec<PutRecordEntry>,
         producer_opt: Option<ProducerSequence>,
-    ) -> Result<Vec<PutRecordResult>, Error> {
+    ) -> Result<PutOutcome<Vec<PutRecordResult>>, Error> {
         let started = Instant::now();
         let stream: StreamName = stream.parse()?;
         if entries.is_empty() || entries.len() > MAX_PUT_RECORDS_ENTRIES {
@@ -204,6 +214,23 @@ impl Node {
             }
             StreamStatus::Active | StreamStatus::Updating => {}
         }
+        // Every node reads its own key ring: a missing key fails the put, never stores clear.
+        let (ring_opt, encryption_type) = match &stream_meta.encryption_opt {
+            Some(encryption) => {
+                let ring = self.keys.require("an encrypted stream")?;
+                if !ring.contains(&encryption.key) {
+                    return Err(Error::new(
+                        ErrorCode::KmsNotFound,
+                        format!(
+                            "stream {stream} is encrypted with key {} ({}), which is not in this node's key ring",
+                            encryption.key, encryption.key_id
+                        ),
+                    ));
+                }
+                (Some((ring, encryption.key.clone())), EncryptionType::Kms)
+            }
+            None => (None, EncryptionType::None),
+        };
         let mut shards: Vec<ShardMeta> = stream_meta.shards;
 
         let arrival_ms = now_ms();
@@ -232,9 +259,10 @@ impl Node {
                 };
                 by_shard.entry(position).or_default().push(index);
             }
-            let writes = by_shard.into_iter().map(|(position, indexes)| {
+            let mut writes = Vec::new();
+            for (position, indexes) in by_shard {
                 let shard = &shards[position];
-                let records = indexes
+                let records: Vec<(String, Bytes)> = indexes
                     .iter()
                     .map(|i| {
                         entries[*i]
@@ -250,20 +278,32 @@ impl Node {
                         .map(|i| producer.first_sequence + *i as u64)
                         .collect(),
                 });
-                let command = ShardCommand::Put(PutBatch {
-                    arrival_ms,
-                    records,
-                    producer_opt,
-                });
+                let command = match &ring_opt {
+                    None => ShardCommand::Put(PutBatch {
+                        arrival_ms,
+                        records,
+                        producer_opt,
+                    }),
+                    Some((ring, key)) => seal_batch(
+                        ring,
+                        key,
+                        &stream,
+                        PutBatch {
+                            arrival_ms,
+                            records,
+                            producer_opt,
+                        },
+                    )?,
+                };
                 let stream = &stream;
-                async move {
+                writes.push(async move {
                     (
                         shard.shard_id,
                         indexes,
                         self.shard_write(stream, shard, command).await,
                     )
-                }
-            });
+                });
+            }
             let outcomes = futures::future::join_all(writes).await;
             for (shard_id, indexes, outcome) in outcomes {
                 match outcome {
@@ -304,7 +344,10 @@ impl Node {
             )));
         }
         telemetry::record_put_latency(started.elapsed().as_secs_f64());
-        Ok(results)
+        Ok(PutOutcome {
+            results,
+            encryption_type,
+        })
     }
 
     /// Commits one command on one shard, following the leader until the write deadline.
@@ -378,26 +421,21 @@ impl Node {
     ) -> Attempt<ShardResponse> {
         let (mut records, mut bytes) = (0, 0);
         let mut charged = false;
-        if let ShardCommand::Put(batch) = &mut command {
+        if command.put_batch().is_some() {
             if group.current_leader() == Some(self.id()) {
                 charged = true;
-                let sizes = batch
-                    .records
-                    .iter()
-                    .map(|(key, data)| key.len() + data.len());
-                let admitted = group.limiter.admit_writes(sizes, std::time::Instant::now());
+                let admitted = group
+                    .limiter
+                    .admit_writes(command.record_sizes(), std::time::Instant::now());
+                let batch = command.put_batch_mut().expect("a put");
                 if admitted == 0 {
                     tracing::debug!(group = %group.group, records = batch.records.len(), "put throttled");
                     return Attempt::Done(Ok(ShardResponse::default()));
                 }
                 batch.truncate(admitted);
             }
-            records = batch.records.len();
-            bytes = batch
-                .records
-                .iter()
-                .map(|(key, data)| key.len() + data.len())
-                .sum();
+            records = command.record_sizes().count();
+            bytes = command.record_sizes().sum();
         }
         if let Some(acked) = self.ack_before_commit(group, &command) {
             return acked;
@@ -433,9 +471,7 @@ impl Node {
             .faults_opt
             .as_ref()
             .is_some_and(|faults| faults.ack_before_commit);
-        let ShardCommand::Put(batch) = command else {
-            return None;
-        };
+        let batch = command.put_batch()?;
         if !broken || group.current_leader() != Some(self.id()) {
             return None;
         }
@@ -692,6 +728,30 @@ impl Node {
 }
 
 /// Quorum errors from group 0 name the metadata group, so users know data is unaffected.
+/// The sealed form of a put batch to an encrypted stream (see [`ShardCommand::PutSealed`]): one
+/// derived key per batch, the stream's name as every record's associated data.
+fn seal_batch(
+    ring: &KeyRing,
+    key: &str,
+    stream: &StreamName,
+    mut batch: PutBatch,
+) -> Result<ShardCommand, Error> {
+    let sealer = ring.batch_sealer(key)?;
+    for (position, (partition_key, data)) in batch.records.iter_mut().enumerate() {
+        *data = sealer.seal(
+            position as u32,
+            stream.as_str().as_bytes(),
+            partition_key,
+            data,
+        )?;
+        partition_key.clear();
+    }
+    Ok(ShardCommand::PutSealed {
+        key: sealer.batch_key().clone(),
+        batch,
+    })
+}
+
 fn metadata_unavailable(error: Error) -> Error {
     if error.code != ErrorCode::WriteQuorumUnavailable {
         return error;

@@ -25,7 +25,7 @@ pub use record::{
 };
 pub use sequence::SequenceNumber;
 pub use stream::{
-    ConsumerName, MAX_CONSUMERS_PER_STREAM, MAX_TAGS_PER_CALL, MAX_TAGS_PER_STREAM,
+    ConsumerName, EncryptionType, MAX_CONSUMERS_PER_STREAM, MAX_TAGS_PER_CALL, MAX_TAGS_PER_STREAM,
     ON_DEMAND_INITIAL_SHARDS, StreamMode, validate_tag, validate_tag_counts,
 };
 pub use token::{NEXT_TOKEN_TTL_MS, NextToken};

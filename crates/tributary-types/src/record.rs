@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::hash::{HashKey, hash_partition_key};
 use crate::sequence::SequenceNumber;
+use crate::stream::EncryptionType;
 
 /// Data plus partition key of one record, at most 1 MiB.
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
@@ -38,6 +39,8 @@ pub struct StoredRecord {
     pub approximate_arrival_timestamp_ms: u64,
     pub partition_key: String,
     pub data: Bytes,
+    /// KMS when the record was stored sealed (the stream was encrypted when it was put).
+    pub encryption_type: EncryptionType,
 }
 
 /// Checks one put entry against Kinesis' rules and returns the hash key it routes to.

@@ -49,6 +49,46 @@ impl FromStr for StreamMode {
     }
 }
 
+/// How a stream's (or a record's) data is stored: Kinesis' `EncryptionType`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EncryptionType {
+    #[default]
+    None,
+    /// Sealed with AES-256-GCM under a key of the nodes' key ring (Kinesis' server-side
+    /// encryption with a KMS key).
+    Kms,
+}
+
+impl EncryptionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EncryptionType::None => "NONE",
+            EncryptionType::Kms => "KMS",
+        }
+    }
+}
+
+impl fmt::Display for EncryptionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EncryptionType {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self, Error> {
+        match text {
+            "NONE" => Ok(EncryptionType::None),
+            "KMS" => Ok(EncryptionType::Kms),
+            other => Err(Error::invalid_argument(format!(
+                "Value '{other}' at 'encryptionType' failed to satisfy constraint: \
+                 Member must satisfy enum value set: [NONE, KMS]"
+            ))),
+        }
+    }
+}
+
 /// Tags per AddTagsToStream call.
 pub const MAX_TAGS_PER_CALL: usize = 10;
 /// Tags a stream may carry.

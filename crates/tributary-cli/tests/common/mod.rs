@@ -331,3 +331,17 @@ pub fn counter_sum(metrics: &str, name_with_labels_prefix: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// The AWS SDK for Rust pointed at one node's Kinesis endpoint over plain HTTP, configured as a
+/// user would: an endpoint URL, a region and static credentials.
+pub fn kinesis_sdk(address: &str, access_key_id: &str, secret: &str) -> aws_sdk_kinesis::Client {
+    use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(format!("http://{address}"))
+        .credentials_provider(Credentials::new(access_key_id, secret, None, None, "test"))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_kinesis::Client::from_conf(config)
+}

@@ -27,7 +27,7 @@ use serde_json::json;
 use tributary_proto::signing;
 use tributary_types::{Error, ErrorCode};
 
-use crate::keyring::{KeyRing, Sealed};
+use crate::keyring::Sealed;
 use crate::node::Node;
 use crate::now_ms;
 use policy::Decision;
@@ -96,19 +96,13 @@ pub enum Resource<'a> {
 /// The auth settings a node runs with.
 pub struct Auth {
     pub mode: AuthMode,
-    pub key_ring_opt: Option<Arc<KeyRing>>,
     audit: AuditLog,
 }
 
 impl Auth {
-    pub fn new(
-        mode: AuthMode,
-        key_ring_opt: Option<Arc<KeyRing>>,
-        data_dir: &Path,
-    ) -> anyhow::Result<Auth> {
+    pub fn new(mode: AuthMode, data_dir: &Path) -> anyhow::Result<Auth> {
         Ok(Auth {
             mode,
-            key_ring_opt,
             audit: AuditLog::open(&data_dir.join(AUDIT_FILE))?,
         })
     }
@@ -290,7 +284,7 @@ impl Node {
 
     /// The user and secret of an access key, opened with the key ring.
     pub fn access_key_secret(&self, access_key_id: &str) -> Option<(String, String)> {
-        let ring = self.auth.key_ring_opt.as_ref()?;
+        let ring = self.keys.current()?;
         let (user, sealed) = self.meta.read(|state| {
             state
                 .auth
@@ -306,7 +300,7 @@ impl Node {
 
     /// Seals a secret access key for the catalogue.
     pub(crate) fn seal_secret(&self, access_key_id: &str, secret: &str) -> Result<Vec<u8>, Error> {
-        let ring = self.auth.key_ring_opt.as_ref().ok_or_else(|| {
+        let ring = self.keys.current().ok_or_else(|| {
             Error::invalid_argument("users need a key ring on every node (--key-ring FILE)")
         })?;
         let sealed = ring.seal(

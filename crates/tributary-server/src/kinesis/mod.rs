@@ -9,15 +9,17 @@ mod ops;
 mod shapes;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
+use axum::serve::IncomingStream;
 use futures::StreamExt;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -26,6 +28,7 @@ use tributary_kinesis::sigv4::{self, Credentials, Verifier};
 use tributary_kinesis::{Encoding, KinesisError, TARGET_PREFIX, eventstream};
 
 use crate::auth::{AuthMode, Principal, Resource};
+use crate::clients::LimitedListener;
 use crate::node::Node;
 use crate::telemetry;
 use crate::tls::{NodeTls, Port, TlsListener};
@@ -78,29 +81,35 @@ pub async fn serve(
         KinesisAuth::None => None,
     };
     let endpoint = Arc::new(Endpoint {
-        operations: Operations { node, arns },
+        operations: Operations {
+            node: node.clone(),
+            arns,
+        },
         verifier_opt,
     });
     let app = Router::new().fallback(handle).with_state(endpoint);
     let shutdown = async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
+    // The peer address reaches handlers (SubscribeToShard counts subscriptions per client).
     let result = match tls_opt {
         Some(tls) => {
-            let listener = TlsListener::new(listener, tls, Port::Kinesis);
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
+            let listener = TlsListener::new(listener, tls, Port::Kinesis, node);
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<PeerAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
         }
         None => {
-            let listener = listener.tap_io(|tcp| {
-                if let Err(error) = tcp.set_nodelay(true) {
-                    tracing::debug!(%error, "could not set TCP_NODELAY on a Kinesis connection");
-                }
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
+            let listener = LimitedListener::new(listener, node, "kinesis");
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<PeerAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
         }
     };
     if let Err(error) = result {
@@ -238,7 +247,11 @@ async fn handle(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Resp
             resource.as_resource(),
         )
         .map_err(KinesisError::from)?;
-        endpoint.operations.run(operation, document).await
+        let peer_opt = parts
+            .extensions
+            .get::<ConnectInfo<PeerAddr>>()
+            .map(|info| info.0.0);
+        endpoint.operations.run(operation, document, peer_opt).await
     }
     .await;
     // Label metrics with known operations only, so no client (signed or not) can grow the
@@ -291,6 +304,22 @@ fn event_content_type(encoding: Encoding) -> &'static str {
     match encoding {
         Encoding::Json => "application/json",
         Encoding::Cbor => encoding.content_type(),
+    }
+}
+
+/// The caller's address, as handlers see it.
+#[derive(Debug, Clone, Copy)]
+struct PeerAddr(SocketAddr);
+
+impl Connected<IncomingStream<'_, TlsListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> PeerAddr {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, LimitedListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, LimitedListener>) -> PeerAddr {
+        PeerAddr(*stream.remote_addr())
     }
 }
 

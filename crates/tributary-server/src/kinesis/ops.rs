@@ -10,12 +10,12 @@ use tributary_kinesis::document::{decode_blob, timestamp_millis, timestamp_secon
 use tributary_kinesis::error::put_entry_error_code;
 use tributary_kinesis::{Arns, KinesisError, TARGET_PREFIX};
 use tributary_raft::meta::RetentionChange;
-use tributary_types::{MAX_SHARDS_PER_STREAM, PutRecordEntry};
+use tributary_types::{EncryptionType, MAX_SHARDS_PER_STREAM, PutRecordEntry};
 
 use super::shapes::*;
 use crate::admin::{CreateStreamOptions, ListShardsRequest};
 use crate::api::{ConsumerDescription, StreamDescription};
-use crate::fanout::{Events, StartingPosition};
+use crate::fanout::{Events, StartingPosition, Subscriber};
 use crate::meta::listing::ShardFilter;
 use crate::node::Node;
 
@@ -28,7 +28,7 @@ pub enum Reply {
 }
 
 /// Every operation this endpoint serves, by its `X-Amz-Target` name.
-pub const OPERATIONS: [&str; 30] = [
+pub const OPERATIONS: [&str; 32] = [
     "AddTagsToStream",
     "CreateStream",
     "DecreaseStreamRetentionPeriod",
@@ -54,6 +54,8 @@ pub const OPERATIONS: [&str; 30] = [
     "RegisterStreamConsumer",
     "RemoveTagsFromStream",
     "SplitShard",
+    "StartStreamEncryption",
+    "StopStreamEncryption",
     "SubscribeToShard",
     "TagResource",
     "UntagResource",
@@ -73,7 +75,14 @@ fn empty() -> Reply {
 
 impl Operations {
     /// Runs `operation` on its input document.
-    pub async fn run(&self, operation: &str, input_doc: Value) -> Result<Reply, KinesisError> {
+    /// Runs `operation` on its input document; `peer_opt` is the caller's address (its
+    /// subscriptions count against its client limit).
+    pub async fn run(
+        &self,
+        operation: &str,
+        input_doc: Value,
+        peer_opt: Option<std::net::SocketAddr>,
+    ) -> Result<Reply, KinesisError> {
         match operation {
             "CreateStream" => self.create_stream(input(input_doc)?).await,
             "DeleteStream" => self.delete_stream(input(input_doc)?).await,
@@ -126,7 +135,9 @@ impl Operations {
             "DescribeLimits" => self.describe_limits().await,
             "EnableEnhancedMonitoring" => self.monitoring(input(input_doc)?, true).await,
             "DisableEnhancedMonitoring" => self.monitoring(input(input_doc)?, false).await,
-            "SubscribeToShard" => self.subscribe_to_shard(input(input_doc)?).await,
+            "SubscribeToShard" => self.subscribe_to_shard(input(input_doc)?, peer_opt).await,
+            "StartStreamEncryption" => self.encryption(input(input_doc)?, true).await,
+            "StopStreamEncryption" => self.encryption(input(input_doc)?, false).await,
             _ => Err(KinesisError::unknown_operation(&format!(
                 "{TARGET_PREFIX}{operation}"
             ))),
@@ -154,7 +165,8 @@ impl Operations {
     }
 
     fn stream_description(&self, description: StreamDescription) -> Value {
-        json!({
+        let encryption_opt = description.encryption_opt.clone();
+        let mut value = json!({
             "StreamName": description.name.as_str(),
             "StreamARN": self.arns.stream(description.name.as_str()),
             "StreamStatus": description.status.as_str(),
@@ -164,8 +176,9 @@ impl Operations {
             "RetentionPeriodHours": description.retention_hours,
             "StreamCreationTimestamp": timestamp_seconds(description.created_at_ms),
             "EnhancedMonitoring": [EnhancedMetrics { shard_level_metrics: description.shard_level_metrics }],
-            "EncryptionType": "NONE",
-        })
+        });
+        add_encryption(&mut value, encryption_opt);
+        value
     }
 
     async fn create_stream(&self, request: CreateStreamInput) -> Result<Reply, KinesisError> {
@@ -214,8 +227,8 @@ impl Operations {
     async fn describe_stream_summary(&self, request: StreamOnly) -> Result<Reply, KinesisError> {
         let name = self.stream_name(request.stream)?;
         let summary = self.node.describe_stream_summary(&name).await?;
-        Ok(Reply::Document(json!({
-            "StreamDescriptionSummary": {
+        let encryption_opt = summary.encryption_opt.clone();
+        let mut value = json!({
                 "StreamName": summary.name.as_str(),
                 "StreamARN": self.arns.stream(summary.name.as_str()),
                 "StreamStatus": summary.status.as_str(),
@@ -223,11 +236,13 @@ impl Operations {
                 "RetentionPeriodHours": summary.retention_hours,
                 "StreamCreationTimestamp": timestamp_seconds(summary.created_at_ms),
                 "EnhancedMonitoring": [EnhancedMetrics { shard_level_metrics: summary.shard_level_metrics }],
-                "EncryptionType": "NONE",
                 "OpenShardCount": summary.open_shard_count,
                 "ConsumerCount": summary.consumer_count,
-            }
-        })))
+        });
+        add_encryption(&mut value, encryption_opt);
+        Ok(Reply::Document(
+            json!({ "StreamDescriptionSummary": value }),
+        ))
     }
 
     async fn list_streams(&self, request: ListStreamsInput) -> Result<Reply, KinesisError> {
@@ -312,7 +327,7 @@ impl Operations {
             data: decode_blob("Data", &required("data", request.data)?)?.into(),
             explicit_hash_key: request.explicit_hash_key,
         };
-        let (shard, sequence_number) = self
+        let outcome = self
             .node
             .put_record(
                 &name,
@@ -320,10 +335,11 @@ impl Operations {
                 request.sequence_number_for_ordering.as_deref(),
             )
             .await?;
+        let (shard, sequence_number) = outcome.results;
         Ok(Reply::Document(json!({
             "ShardId": shard.to_string(),
             "SequenceNumber": sequence_number.to_string(),
-            "EncryptionType": "NONE",
+            "EncryptionType": outcome.encryption_type.as_str(),
         })))
     }
 
@@ -341,7 +357,8 @@ impl Operations {
                 explicit_hash_key: record.explicit_hash_key,
             });
         }
-        let results = self.node.put_records(&name, entries, None).await?;
+        let outcome = self.node.put_records(&name, entries, None).await?;
+        let results = outcome.results;
         let failed = results.iter().filter(|r| r.is_err()).count();
         let records: Vec<Value> = results
             .into_iter()
@@ -359,7 +376,7 @@ impl Operations {
         Ok(Reply::Document(json!({
             "FailedRecordCount": failed,
             "Records": records,
-            "EncryptionType": "NONE",
+            "EncryptionType": outcome.encryption_type.as_str(),
         })))
     }
 
@@ -647,7 +664,31 @@ impl Operations {
         })))
     }
 
-    async fn subscribe_to_shard(&self, request: SubscribeInput) -> Result<Reply, KinesisError> {
+    async fn encryption(
+        &self,
+        request: EncryptionInput,
+        start: bool,
+    ) -> Result<Reply, KinesisError> {
+        let name = self.stream_name(request.stream)?;
+        let encryption_type = required("encryptionType", request.encryption_type)?;
+        let key_id = required("keyId", request.key_id)?;
+        if start {
+            self.node
+                .start_stream_encryption(&name, &encryption_type, &key_id)
+                .await?;
+        } else {
+            self.node
+                .stop_stream_encryption(&name, &encryption_type, &key_id)
+                .await?;
+        }
+        Ok(empty())
+    }
+
+    async fn subscribe_to_shard(
+        &self,
+        request: SubscribeInput,
+        peer_opt: Option<std::net::SocketAddr>,
+    ) -> Result<Reply, KinesisError> {
         let arn = required("consumerARN", request.consumer_arn)?;
         let shard_id = required("shardId", request.shard_id)?;
         let position = required("startingPosition", request.starting_position)?;
@@ -667,7 +708,7 @@ impl Operations {
                 consumer.name.as_str(),
                 &shard_id,
                 start,
-                false,
+                Subscriber::Client(peer_opt.map(|peer| peer.ip())),
             )
             .await?;
         Ok(Reply::Events(events))
@@ -934,6 +975,15 @@ struct MonitoringInput {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
+struct EncryptionInput {
+    #[serde(flatten)]
+    stream: StreamRef,
+    encryption_type: Option<String>,
+    key_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
 struct SubscribeInput {
     #[serde(rename = "ConsumerARN")]
     consumer_arn: Option<String>,
@@ -948,4 +998,17 @@ struct StartingPositionInput {
     position_type: Option<String>,
     sequence_number: Option<String>,
     timestamp: Option<f64>,
+}
+
+/// A description's EncryptionType, and its KeyId while encrypted (absent otherwise, as in
+/// Kinesis).
+fn add_encryption(description: &mut Value, encryption_opt: Option<crate::api::StreamEncryption>) {
+    let kind = match &encryption_opt {
+        Some(_) => EncryptionType::Kms,
+        None => EncryptionType::None,
+    };
+    description["EncryptionType"] = json!(kind.as_str());
+    if let Some(encryption) = encryption_opt {
+        description["KeyId"] = json!(encryption.key_id);
+    }
 }

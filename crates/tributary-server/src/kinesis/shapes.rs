@@ -134,6 +134,7 @@ pub struct Record {
     pub approximate_arrival_timestamp: f64,
     pub data: String,
     pub partition_key: String,
+    pub encryption_type: &'static str,
 }
 
 impl From<StoredRecord> for Record {
@@ -145,6 +146,7 @@ impl From<StoredRecord> for Record {
             ),
             data: encode_blob(&record.data),
             partition_key: record.partition_key,
+            encryption_type: record.encryption_type.as_str(),
         }
     }
 }

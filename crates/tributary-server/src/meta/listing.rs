@@ -138,6 +138,8 @@ mod tests {
             next_shard_index: 4,
             scalings_ms: Vec::new(),
             shard_level_metrics: Default::default(),
+            encryption_opt: None,
+            encryption_changes_ms: Vec::new(),
         }
     }
 

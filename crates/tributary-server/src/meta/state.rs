@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use tributary_raft::meta::{MetaCommand, RetentionChange};
+use tributary_raft::meta::{MetaCommand, RetentionChange, StreamEncryption};
 use tributary_types::table::Item;
 use tributary_types::{
     ConsumerName, Error, ErrorCode, GroupId, HashKeyRange, MAX_CONSUMERS_PER_STREAM,
@@ -105,6 +105,11 @@ pub struct StreamMeta {
     pub scalings_ms: Vec<u64>,
     /// Enhanced monitoring's shard-level metrics, as last set (recorded and reported).
     pub shard_level_metrics: BTreeSet<String>,
+    /// Set while the stream is encrypted: new records are sealed with this key.
+    pub encryption_opt: Option<StreamEncryption>,
+    /// When Start/StopStreamEncryption changed it, within the last 24 hours (at most 25 there, as
+    /// in Kinesis).
+    pub encryption_changes_ms: Vec<u64>,
 }
 
 impl StreamMeta {
@@ -465,6 +470,28 @@ impl MetaState {
                 to,
             } => self.finish_move(name, *shard, *from, *to),
             MetaCommand::ForgetNode { node_id } => self.forget_node(*node_id),
+            MetaCommand::SetStreamEncryption {
+                name,
+                encryption_opt,
+                at_ms,
+            } => {
+                let stream = self.stream_mut(name)?;
+                stream.require_active("changing encryption")?;
+                let day_ago = at_ms.saturating_sub(24 * 3_600_000);
+                stream.encryption_changes_ms.retain(|ms| *ms > day_ago);
+                if stream.encryption_changes_ms.len() >= MAX_ENCRYPTION_CHANGES_PER_DAY {
+                    return Err(Error::new(
+                        ErrorCode::LimitExceeded,
+                        format!(
+                            "Stream {name} changed its encryption {MAX_ENCRYPTION_CHANGES_PER_DAY} times in the last 24 hours, the most allowed"
+                        ),
+                    ));
+                }
+                stream.encryption_changes_ms.push(*at_ms);
+                stream.encryption_opt = encryption_opt.clone();
+                stream.status = StreamStatus::Updating;
+                Ok(())
+            }
             MetaCommand::UpdateStreamMode { name, mode } => {
                 let stream = self.stream_mut(name)?;
                 stream.require_active("changing the capacity mode")?;
@@ -547,11 +574,16 @@ impl MetaState {
             next_shard_index: shard_count,
             scalings_ms: Vec::new(),
             shard_level_metrics: Default::default(),
+            encryption_opt: None,
+            encryption_changes_ms: Vec::new(),
         };
         self.streams.insert(name.clone(), stream);
         Ok(())
     }
 }
+
+/// Start/StopStreamEncryption calls per stream per rolling 24 hours (Kinesis' limit).
+pub const MAX_ENCRYPTION_CHANGES_PER_DAY: usize = 25;
 
 /// The argument rules of CreateStream; checked before proposing and again at apply.
 pub fn validate_create(shard_count: u32, retention_hours: u32) -> Result<(), Error> {

@@ -1,11 +1,13 @@
 //! Proto ↔ domain conversions for the public API, all in one place.
 
 use tributary_proto::v1;
-use tributary_types::{Error, PutRecordEntry, SequenceNumber, ShardIteratorType, StoredRecord};
+use tributary_types::{
+    EncryptionType, Error, PutRecordEntry, SequenceNumber, ShardIteratorType, StoredRecord,
+};
 
 use crate::api::{
-    ChildShard, ClusterStatus, ConsumerDescription, GetRecordsOutput, PutRecordResult,
-    ShardDescription, StreamDescription, StreamSummary, SubscribeEvent,
+    ChildShard, ClusterStatus, ConsumerDescription, GetRecordsOutput, PutOutcome, PutRecordResult,
+    ShardDescription, StreamDescription, StreamEncryption, StreamSummary, SubscribeEvent,
 };
 use crate::meta::ShardStatus;
 use crate::meta::listing::ShardFilter;
@@ -74,7 +76,10 @@ pub fn shard_to_proto(shard: ShardDescription) -> v1::Shard {
 }
 
 pub fn stream_description_to_proto(description: StreamDescription) -> v1::StreamDescription {
+    let (encryption_type, key_id) = encryption_to_proto(description.encryption_opt);
     v1::StreamDescription {
+        encryption_type,
+        key_id,
         stream_name: description.name.to_string(),
         stream_status: description.status.as_str().to_string(),
         retention_period_hours: description.retention_hours,
@@ -86,7 +91,10 @@ pub fn stream_description_to_proto(description: StreamDescription) -> v1::Stream
 }
 
 pub fn stream_summary_to_proto(summary: StreamSummary) -> v1::StreamDescriptionSummary {
+    let (encryption_type, key_id) = encryption_to_proto(summary.encryption_opt);
     v1::StreamDescriptionSummary {
+        encryption_type,
+        key_id,
         stream_name: summary.name.to_string(),
         stream_status: summary.status.as_str().to_string(),
         stream_mode: summary.mode.as_str().to_string(),
@@ -168,7 +176,8 @@ pub fn producer_sequence_from_proto(
     }
 }
 
-pub fn put_results_to_proto(results: Vec<PutRecordResult>) -> v1::PutRecordsResponse {
+pub fn put_results_to_proto(outcome: PutOutcome<Vec<PutRecordResult>>) -> v1::PutRecordsResponse {
+    let results = outcome.results;
     let failed_record_count = results.iter().filter(|r| r.is_err()).count() as u32;
     let records = results
         .into_iter()
@@ -188,6 +197,7 @@ pub fn put_results_to_proto(results: Vec<PutRecordResult>) -> v1::PutRecordsResp
     v1::PutRecordsResponse {
         failed_record_count,
         records,
+        encryption_type: outcome.encryption_type.as_str().to_string(),
     }
 }
 
@@ -207,6 +217,7 @@ fn record_to_proto(record: StoredRecord) -> v1::Record {
         approximate_arrival_timestamp_ms: record.approximate_arrival_timestamp_ms,
         data: record.data,
         partition_key: record.partition_key,
+        encryption_type: record.encryption_type.as_str().to_string(),
     }
 }
 
@@ -216,7 +227,27 @@ fn record_from_proto(record: v1::Record) -> Result<StoredRecord, Error> {
         approximate_arrival_timestamp_ms: record.approximate_arrival_timestamp_ms,
         partition_key: record.partition_key,
         data: record.data,
+        encryption_type: encryption_type_from_proto(&record.encryption_type)?,
     })
+}
+
+/// An empty type (a node from before encryption existed) is NONE.
+fn encryption_type_from_proto(text: &str) -> Result<EncryptionType, Error> {
+    if text.is_empty() {
+        return Ok(EncryptionType::None);
+    }
+    text.parse()
+}
+
+/// EncryptionType and KeyId as descriptions report them.
+fn encryption_to_proto(encryption_opt: Option<StreamEncryption>) -> (String, Option<String>) {
+    match encryption_opt {
+        Some(encryption) => (
+            EncryptionType::Kms.as_str().to_string(),
+            Some(encryption.key_id),
+        ),
+        None => (EncryptionType::None.as_str().to_string(), None),
+    }
 }
 
 pub fn subscribe_event_to_proto(event: SubscribeEvent) -> v1::SubscribeToShardEvent {

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::TcpIncoming;
 use tributary_proto::internal::internal_server::InternalServer;
 use tributary_proto::v1::access_server::AccessServer;
 use tributary_proto::v1::tables_server::TablesServer;
@@ -44,6 +43,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, tls_opt: Option<Arc<N
     };
     let access = AccessServer::new(access::AccessService { node: node.clone() });
     let router = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(crate::clients::MAX_CONCURRENT_STREAMS))
         // Every call is authenticated before it reaches a service (a no-op under --auth none).
         .layer(GrpcAuthLayer { node: node.clone() })
         .add_service(public)
@@ -52,7 +52,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, tls_opt: Option<Arc<N
         .add_service(internal);
     let result = match tls_opt {
         Some(tls) => {
-            let mut connections = crate::tls::accept(listener, tls, Port::Grpc);
+            let mut connections = crate::tls::accept(listener, tls, Port::Grpc, node.clone());
             let incoming = futures::stream::poll_fn(move |cx| {
                 connections
                     .poll_recv(cx)
@@ -62,14 +62,15 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, tls_opt: Option<Arc<N
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await
         }
-        // Sockets accepted here do not get the builder's TCP settings: set no-delay on them, or
-        // every small response waits for a delayed ACK (about 40 ms per call).
+        // Connections within the client limits, with TCP_NODELAY (see `clients::accept`).
         None => {
+            let incoming = futures::stream::unfold((listener, node), |(listener, node)| async {
+                let (connection, _) =
+                    crate::clients::accept(&listener, &node.client_limits, "grpc").await;
+                Some((Ok::<_, std::io::Error>(connection), (listener, node)))
+            });
             router
-                .serve_with_incoming_shutdown(
-                    TcpIncoming::from(listener).with_nodelay(Some(true)),
-                    shutdown,
-                )
+                .serve_with_incoming_shutdown(incoming, shutdown)
                 .await
         }
     };

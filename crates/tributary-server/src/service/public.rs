@@ -68,7 +68,11 @@ impl Tributary for PublicService {
             Resource::Consumer(&r.stream_name, &r.consumer_name),
         )?;
         use futures::StreamExt;
-        let forwarded = is_forwarded(&request);
+        let subscriber = if is_forwarded(&request) {
+            crate::fanout::Subscriber::Forwarded
+        } else {
+            crate::fanout::Subscriber::Client(request.remote_addr().map(|peer| peer.ip()))
+        };
         let request = request.into_inner();
         let position = request.starting_position.unwrap_or_default();
         let start = crate::fanout::StartingPosition {
@@ -83,7 +87,7 @@ impl Tributary for PublicService {
                 &request.consumer_name,
                 &request.shard_id,
                 start,
-                forwarded,
+                subscriber,
             )
             .await
             .map_err(status)?;
@@ -315,6 +319,50 @@ impl Tributary for PublicService {
             .await
             .map_err(status)?;
         Ok(Response::new(UpdateStreamModeResponse {}))
+    }
+
+    async fn start_stream_encryption(
+        &self,
+        request: Request<StreamEncryptionRequest>,
+    ) -> Result<Response<StreamEncryptionResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:StartStreamEncryption",
+            Resource::Stream(&r.stream_name),
+        )?;
+        let request = request.into_inner();
+        self.node
+            .start_stream_encryption(
+                &request.stream_name,
+                &request.encryption_type,
+                &request.key_id,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(StreamEncryptionResponse {}))
+    }
+
+    async fn stop_stream_encryption(
+        &self,
+        request: Request<StreamEncryptionRequest>,
+    ) -> Result<Response<StreamEncryptionResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize(
+            &request,
+            "kinesis:StopStreamEncryption",
+            Resource::Stream(&r.stream_name),
+        )?;
+        let request = request.into_inner();
+        self.node
+            .stop_stream_encryption(
+                &request.stream_name,
+                &request.encryption_type,
+                &request.key_id,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(StreamEncryptionResponse {}))
     }
 
     async fn split_shard(
@@ -552,7 +600,7 @@ impl Tributary for PublicService {
             data: request.data,
             explicit_hash_key: request.explicit_hash_key,
         };
-        let (shard, sequence_number) = self
+        let outcome = self
             .node
             .put_record(
                 &request.stream_name,
@@ -561,9 +609,11 @@ impl Tributary for PublicService {
             )
             .await
             .map_err(status)?;
+        let (shard, sequence_number) = outcome.results;
         Ok(Response::new(PutRecordResponse {
             shard_id: shard.to_string(),
             sequence_number: sequence_number.to_string(),
+            encryption_type: outcome.encryption_type.as_str().to_string(),
         }))
     }
 
@@ -611,12 +661,12 @@ impl Tributary for PublicService {
         let producer_opt =
             convert::producer_sequence_from_proto(request.producer_id, request.producer_sequence)
                 .map_err(status)?;
-        let results = self
+        let outcome = self
             .node
             .put_records(&request.stream_name, entries, producer_opt)
             .await
             .map_err(status)?;
-        Ok(Response::new(convert::put_results_to_proto(results)))
+        Ok(Response::new(convert::put_results_to_proto(outcome)))
     }
 
     async fn get_shard_iterator(

@@ -58,6 +58,18 @@ async fn metadata_storage_passes_the_openraft_suite() {
     Suite::test_all(MetaStores).await.expect("conformance");
 }
 
+/// Reads records of a store that holds no sealed ones.
+fn read_records(
+    store: &Store,
+    group: GroupId,
+    from: SequenceNumber,
+    limit: usize,
+    max_bytes: usize,
+) -> Result<(Vec<tributary_types::StoredRecord>, bool), records::ReadError> {
+    let mut opener = crate::keyring::RecordOpener::new(None, b"");
+    records::read(store, group, from, limit, max_bytes, &mut opener)
+}
+
 fn put_entry(index: u64, records: &[&str]) -> std::io::Result<EntryResponder<ShardTypeConfig>> {
     stamped_put_entry(index, records, None)
 }
@@ -118,7 +130,7 @@ async fn applying_numbers_records_from_the_log_and_survives_reopen() {
         "the applied index is stored with the records"
     );
     assert_eq!(*tip.borrow(), Some(SequenceNumber::new(shard, 2, 0)));
-    let (stored, more) = records::read(
+    let (stored, more) = read_records(
         &store,
         group,
         SequenceNumber::shard_start(shard),
@@ -130,9 +142,9 @@ async fn applying_numbers_records_from_the_log_and_survives_reopen() {
     // The byte cap: at least one record, never more than the cap after the first, and it
     // says when it left records unread.
     let start = SequenceNumber::shard_start(shard);
-    let (one, more) = records::read(&store, group, start, 10, 1).unwrap();
+    let (one, more) = read_records(&store, group, start, 10, 1).unwrap();
     assert!(one.len() == 1 && more);
-    let (two, more) = records::read(&store, group, start, 2, usize::MAX).unwrap();
+    let (two, more) = read_records(&store, group, start, 2, usize::MAX).unwrap();
     assert!(two.len() == 2 && more);
     let numbers: Vec<SequenceNumber> = stored.iter().map(|r| r.sequence_number).collect();
     assert_eq!(
@@ -152,7 +164,7 @@ async fn applying_numbers_records_from_the_log_and_survives_reopen() {
         .await
         .unwrap();
     assert_eq!(
-        records::read(
+        read_records(
             &store,
             group,
             SequenceNumber::shard_start(shard),
@@ -168,7 +180,7 @@ async fn applying_numbers_records_from_the_log_and_survives_reopen() {
 
 fn all_records(store: &Store, group: GroupId, shard: ShardId) -> Vec<(SequenceNumber, String)> {
     let start = SequenceNumber::shard_start(shard);
-    let (stored, _) = records::read(store, group, start, 1_000, usize::MAX).unwrap();
+    let (stored, _) = read_records(store, group, start, 1_000, usize::MAX).unwrap();
     stored
         .into_iter()
         .map(|r| {
@@ -294,4 +306,111 @@ async fn idempotent_retries_store_each_record_once_across_reopen_and_snapshot() 
         after_trim.last(),
         Some(&(SequenceNumber::new(shard, 8, 0), "1".to_string()))
     );
+}
+
+/// Every file under `dir` that holds `needle`.
+fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_holding(&path, needle));
+        } else if std::fs::read(&path)
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn sealed_batches_store_no_plaintext_and_open_with_the_key_ring() {
+    let dir = TempDir::new().unwrap();
+    let keys = dir.path().join("keys.toml");
+    crate::keyring::create_file(&keys, &["default".to_string()]).unwrap();
+    let ring = crate::keyring::KeyRing::load(&keys).unwrap();
+    let db = dir.path().join("db");
+    let (group, shard) = (GroupId(4), ShardId(1));
+    let store = Store::open(&db).unwrap();
+    let (mut machine, tip) = ShardMachine::open(store.clone(), group, shard).unwrap();
+
+    let sealer = ring.batch_sealer("default").unwrap();
+    let plain = [("key-quetzal", "payload-aardvark"), ("key-ocelot", "")];
+    let batch = PutBatch {
+        arrival_ms: 5_000,
+        records: plain
+            .iter()
+            .enumerate()
+            .map(|(position, (key, data))| {
+                let sealed = sealer
+                    .seal(position as u32, b"orders", key, data.as_bytes())
+                    .unwrap();
+                (String::new(), sealed)
+            })
+            .collect(),
+        producer_opt: None,
+    };
+    let command = ShardCommand::PutSealed {
+        key: sealer.batch_key().clone(),
+        batch,
+    };
+    assert_eq!(
+        command.record_sizes().collect::<Vec<_>>(),
+        [27, 10],
+        "throughput is charged for what the producer sent"
+    );
+    let log_id = openraft::testing::log_id::<ShardTypeConfig>(1, 1, 1);
+    machine
+        .apply(stream::iter(vec![Ok((
+            EntryOf::<ShardTypeConfig>::new_normal(log_id, command),
+            None,
+        ))]))
+        .await
+        .unwrap();
+    assert_eq!(*tip.borrow(), Some(SequenceNumber::new(shard, 1, 1)));
+    store.flush_all().unwrap();
+
+    let start = SequenceNumber::shard_start(shard);
+    let mut opener = crate::keyring::RecordOpener::new(Some(&ring), b"orders");
+    let (stored, _) = records::read(&store, group, start, 10, usize::MAX, &mut opener).unwrap();
+    let opened: Vec<(&str, &[u8])> = stored
+        .iter()
+        .map(|r| (r.partition_key.as_str(), r.data.as_ref()))
+        .collect();
+    assert_eq!(
+        opened,
+        [
+            ("key-quetzal", &b"payload-aardvark"[..]),
+            ("key-ocelot", &b""[..])
+        ]
+    );
+    assert!(
+        stored
+            .iter()
+            .all(|r| r.encryption_type == tributary_types::EncryptionType::Kms)
+    );
+    // Retention and AT_TIMESTAMP read the arrival time, which stays in clear.
+    assert_eq!(
+        records::first_arrived_at_or_after(&store, group, 4_000).unwrap(),
+        Some(SequenceNumber::new(shard, 1, 0))
+    );
+    for needle in ["payload-aardvark", "key-quetzal", "key-ocelot"] {
+        assert_eq!(
+            files_holding(dir.path(), needle.as_bytes()),
+            Vec::<std::path::PathBuf>::new(),
+            "{needle} is stored in clear"
+        );
+    }
+
+    // Without the key ring, or under another stream's name, a sealed record does not open.
+    let error = read_records(&store, group, start, 10, usize::MAX).unwrap_err();
+    assert!(
+        matches!(&error, records::ReadError::Sealed(e) if e.code == tributary_types::ErrorCode::KmsNotFound),
+        "{error:?}"
+    );
+    let mut elsewhere = crate::keyring::RecordOpener::new(Some(&ring), b"payments");
+    assert!(records::read(&store, group, start, 10, usize::MAX, &mut elsewhere).is_err());
 }

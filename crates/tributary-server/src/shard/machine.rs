@@ -15,12 +15,12 @@ use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMe
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 use tokio::sync::watch;
-use tributary_raft::shard::{PutBatch, ShardCommand, ShardResponse, ShardTypeConfig};
+use tributary_raft::shard::{BatchKey, PutBatch, ShardCommand, ShardResponse, ShardTypeConfig};
 use tributary_storage::{CF_RECORDS, CF_SM, Store, io_error, keys};
 use tributary_types::{GroupId, SequenceNumber, ShardId};
 
 use super::producers::{self, Admission, ProducerState};
-use super::records;
+use super::records::{self, Payload};
 use crate::sm_store;
 
 type C = ShardTypeConfig;
@@ -56,7 +56,7 @@ impl ShardMachine {
         shard: ShardId,
     ) -> std::io::Result<(ShardMachine, ShardTip)> {
         let (applied, membership) = sm_store::read_applied::<C>(&store, group)?;
-        let tip = records::last(&store, group)?.map(|record| record.sequence_number);
+        let tip = records::last(&store, group)?.map(|(sequence_number, _)| sequence_number);
         let sealed_opt = sm_store::read::<SequenceNumber>(&store, group, keys::TAG_SM_SEALED)?;
         let producers = read_producers(&store, group)?;
         let (tip_tx, tip_rx) = watch::channel(tip);
@@ -73,13 +73,14 @@ impl ShardMachine {
         Ok((machine, tip_rx))
     }
 
-    /// Stores a batch's records (skipping an idempotent put's duplicates); answers their numbers
-    /// and the newest number stored.
+    /// Stores a batch's records (skipping an idempotent put's duplicates), sealed as they came
+    /// when `sealed_opt` names their key; answers their numbers and the newest number stored.
     fn apply_put(
         &mut self,
         batch: &mut WriteBatch,
         log_index: u64,
         put: &PutBatch,
+        sealed_opt: Option<&BatchKey>,
     ) -> std::io::Result<(ShardResponse, Option<SequenceNumber>)> {
         if self.sealed_opt.is_some() {
             let response = ShardResponse {
@@ -118,14 +119,24 @@ impl ShardMachine {
                 continue;
             }
             let sequence_number = SequenceNumber::new(self.shard, log_index, offset);
+            let payload = match sealed_opt {
+                None => Payload::Plain {
+                    partition_key,
+                    data,
+                },
+                Some(key) => Payload::Sealed {
+                    key,
+                    position: position as u32,
+                    ciphertext: data,
+                },
+            };
             records::put(
                 &self.store,
                 batch,
                 self.group,
                 sequence_number,
                 put.arrival_ms,
-                partition_key,
-                data,
+                payload,
             )?;
             if let Some(sequence) = producer_sequence_opt {
                 producer_opt.get_or_insert_default().stored(
@@ -252,7 +263,14 @@ impl RaftStateMachine<C> for ShardMachine {
             let response = match &entry.payload {
                 EntryPayload::Blank => ShardResponse::default(),
                 EntryPayload::Normal(ShardCommand::Put(put)) => {
-                    let (response, stored_tip) = self.apply_put(&mut batch, log_id.index(), put)?;
+                    let (response, stored_tip) =
+                        self.apply_put(&mut batch, log_id.index(), put, None)?;
+                    tip = stored_tip.or(tip);
+                    response
+                }
+                EntryPayload::Normal(ShardCommand::PutSealed { key, batch: put }) => {
+                    let (response, stored_tip) =
+                        self.apply_put(&mut batch, log_id.index(), put, Some(key))?;
                     tip = stored_tip.or(tip);
                     response
                 }

@@ -1,10 +1,17 @@
 //! The records column family: `group | sequence number → (arrival ms, partition key, data)`.
+//!
+//! A record of an encrypted stream is stored with an empty partition key (a real one is never
+//! empty) and, as its data, a [`SealedValue`]: the key it was sealed under and the sealed partition
+//! key and data. Only the arrival time stays in clear, for retention and AT_TIMESTAMP.
 
 use bytes::Bytes;
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 use serde::{Deserialize, Serialize};
+use tributary_raft::shard::BatchKey;
 use tributary_storage::{CF_RECORDS, Store, io_error, keys};
-use tributary_types::{GroupId, SequenceNumber, StoredRecord};
+use tributary_types::{EncryptionType, Error, GroupId, SequenceNumber, StoredRecord};
+
+use crate::keyring::RecordOpener;
 
 #[derive(Serialize, Deserialize)]
 struct RecordValue<'a> {
@@ -16,8 +23,33 @@ struct RecordValue<'a> {
     data: &'a [u8],
 }
 
+/// The data of a sealed record: record `position` of a batch sealed under `key`.
+#[derive(Serialize, Deserialize)]
+struct SealedValue<'a> {
+    key: &'a str,
+    version: u32,
+    salt: [u8; 16],
+    position: u32,
+    #[serde(serialize_with = "as_bytes")]
+    ciphertext: &'a [u8],
+}
+
 fn as_bytes<S: serde::Serializer>(data: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_bytes(data)
+}
+
+/// What a record holds, as a put batch carries it.
+pub enum Payload<'a> {
+    Plain {
+        partition_key: &'a str,
+        data: &'a [u8],
+    },
+    /// Record `position` of a batch sealed under `key` (`ShardCommand::PutSealed`).
+    Sealed {
+        key: &'a BatchKey,
+        position: u32,
+        ciphertext: &'a [u8],
+    },
 }
 
 pub fn put(
@@ -26,9 +58,30 @@ pub fn put(
     group: GroupId,
     sequence_number: SequenceNumber,
     arrival_ms: u64,
-    partition_key: &str,
-    data: &[u8],
+    payload: Payload<'_>,
 ) -> std::io::Result<()> {
+    let sealed_value;
+    let (partition_key, data) = match payload {
+        Payload::Plain {
+            partition_key,
+            data,
+        } => (partition_key, data),
+        Payload::Sealed {
+            key,
+            position,
+            ciphertext,
+        } => {
+            sealed_value = postcard::to_stdvec(&SealedValue {
+                key: &key.key,
+                version: key.version,
+                salt: key.salt,
+                position,
+                ciphertext,
+            })
+            .map_err(io_error)?;
+            ("", &sealed_value[..])
+        }
+    };
     let value = postcard::to_stdvec(&RecordValue {
         arrival_ms,
         partition_key,
@@ -43,15 +96,66 @@ pub fn put(
     Ok(())
 }
 
+/// Why a read failed: the store, or a sealed record this node cannot open.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(std::io::Error),
+    Sealed(Error),
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(error: std::io::Error) -> ReadError {
+        ReadError::Io(error)
+    }
+}
+
+/// A stored record value as the read path returns it, sealed records opened.
+fn decode(
+    key: &[u8],
+    value: &[u8],
+    opener: &mut RecordOpener<'_>,
+) -> Result<StoredRecord, ReadError> {
+    let decoded: RecordValue = postcard::from_bytes(value).map_err(io_error)?;
+    let sequence_number = keys::sequence_number_of(key);
+    if !decoded.partition_key.is_empty() {
+        return Ok(StoredRecord {
+            sequence_number,
+            approximate_arrival_timestamp_ms: decoded.arrival_ms,
+            partition_key: decoded.partition_key.to_string(),
+            data: Bytes::copy_from_slice(decoded.data),
+            encryption_type: EncryptionType::None,
+        });
+    }
+    let sealed: SealedValue = postcard::from_bytes(decoded.data).map_err(io_error)?;
+    let (partition_key, data) = opener
+        .open(
+            sealed.key,
+            sealed.version,
+            &sealed.salt,
+            sealed.position,
+            sealed.ciphertext,
+        )
+        .map_err(ReadError::Sealed)?;
+    Ok(StoredRecord {
+        sequence_number,
+        approximate_arrival_timestamp_ms: decoded.arrival_ms,
+        partition_key,
+        data,
+        encryption_type: EncryptionType::Kms,
+    })
+}
+
 /// Up to `limit` records and `max_bytes` of data and keys (but at least one record) from
-/// `from_inclusive` on, in sequence order, and whether a limit left records unread.
+/// `from_inclusive` on, in sequence order, and whether a limit left records unread. Sealed
+/// records are opened with `opener`.
 pub fn read(
     store: &Store,
     group: GroupId,
     from_inclusive: SequenceNumber,
     limit: usize,
     max_bytes: usize,
-) -> std::io::Result<(Vec<StoredRecord>, bool)> {
+    opener: &mut RecordOpener<'_>,
+) -> Result<(Vec<StoredRecord>, bool), ReadError> {
     let mut options = ReadOptions::default();
     options.set_iterate_upper_bound(keys::group_end(group).to_vec());
     let from = keys::record_key(group, from_inclusive);
@@ -67,18 +171,13 @@ pub fn read(
         if out.len() >= limit {
             return Ok((out, true));
         }
-        let decoded: RecordValue = postcard::from_bytes(&value).map_err(io_error)?;
-        let size = decoded.data.len() + decoded.partition_key.len();
+        let record = decode(&key, &value, opener)?;
+        let size = record.data.len() + record.partition_key.len();
         if bytes + size > max_bytes && !out.is_empty() {
             return Ok((out, true));
         }
         bytes += size;
-        out.push(StoredRecord {
-            sequence_number: keys::sequence_number_of(&key),
-            approximate_arrival_timestamp_ms: decoded.arrival_ms,
-            partition_key: decoded.partition_key.to_string(),
-            data: Bytes::copy_from_slice(decoded.data),
-        });
+        out.push(record);
     }
     Ok((out, false))
 }
@@ -161,8 +260,8 @@ pub fn oldest_arrival_ms(store: &Store, group: GroupId) -> std::io::Result<Optio
     Ok(Some(arrival_ms))
 }
 
-/// The newest record of a group, if any.
-pub fn last(store: &Store, group: GroupId) -> std::io::Result<Option<StoredRecord>> {
+/// The sequence number and arrival time of the newest record of a group, if any.
+pub fn last(store: &Store, group: GroupId) -> std::io::Result<Option<(SequenceNumber, u64)>> {
     let mut options = ReadOptions::default();
     options.set_iterate_lower_bound(keys::group_prefix(group).to_vec());
     options.set_iterate_upper_bound(keys::group_end(group).to_vec());
@@ -175,13 +274,8 @@ pub fn last(store: &Store, group: GroupId) -> std::io::Result<Option<StoredRecor
         return Ok(None);
     };
     let (key, value) = item.map_err(io_error)?;
-    let decoded: RecordValue = postcard::from_bytes(&value).map_err(io_error)?;
-    Ok(Some(StoredRecord {
-        sequence_number: keys::sequence_number_of(&key),
-        approximate_arrival_timestamp_ms: decoded.arrival_ms,
-        partition_key: decoded.partition_key.to_string(),
-        data: Bytes::copy_from_slice(decoded.data),
-    }))
+    let (arrival_ms, _) = postcard::take_from_bytes::<u64>(&value).map_err(io_error)?;
+    Ok(Some((keys::sequence_number_of(&key), arrival_ms)))
 }
 
 /// Every record of a group as raw (key, value) pairs, for snapshots.

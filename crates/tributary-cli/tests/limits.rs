@@ -1,0 +1,151 @@
+//! Per-client limits on real node processes: a client that opens connection after connection
+//! (on the gRPC port and the Kinesis endpoint together) or subscription after subscription is
+//! stopped at its limit, while the cluster and other clients go on working; what it releases
+//! it can take again.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpSocket, TcpStream};
+use tributary_client::v1;
+use tributary_testkit::{Cluster, ClusterOptions, wait_until};
+
+const WAIT: Duration = Duration::from_secs(30);
+/// High enough for the cluster's own connections between its nodes (all on 127.0.0.1).
+const CONNECTIONS_PER_CLIENT: usize = 16;
+
+/// A TCP connection from `source` (another loopback address: another client to the node).
+async fn connect_from(source: [u8; 4], target: &str) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::from((source, 0)))
+        .expect("bind a loopback source address");
+    socket
+        .connect(target.parse().unwrap())
+        .await
+        .expect("the node accepts TCP")
+}
+
+/// Whether the node closed the connection (a read ends) within a second: an admitted
+/// connection waits silently for the client to speak, a refused one is closed at once.
+async fn closed_by_node(connection: &mut TcpStream) -> bool {
+    let mut buffer = [0u8; 64];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), connection.read(&mut buffer)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+fn subscription(shard: u32) -> v1::SubscribeToShardRequest {
+    v1::SubscribeToShardRequest {
+        stream_name: "fanned".into(),
+        consumer_name: "reader".into(),
+        shard_id: format!("shardId-{shard:012}"),
+        starting_position: Some(v1::StartingPosition {
+            r#type: "LATEST".into(),
+            ..Default::default()
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_is_held_to_its_connection_and_subscription_limits() {
+    let cluster = Cluster::start(
+        BINARY,
+        ClusterOptions {
+            kinesis: true,
+            node_args: vec![
+                format!("--max-connections-per-client={CONNECTIONS_PER_CLIENT}"),
+                "--max-subscriptions-per-client=2".to_string(),
+                "--kinesis-auth=none".to_string(),
+            ],
+            ..ClusterOptions::default()
+        },
+    )
+    .await
+    .expect("cluster starts");
+    let node = cluster.node(1);
+
+    // Connections: a client at 127.0.0.2 fills its quota over both ports ...
+    let mut held = Vec::new();
+    for i in 0..CONNECTIONS_PER_CLIENT {
+        let port = if i % 2 == 0 {
+            &node.address
+        } else {
+            &node.kinesis_address
+        };
+        held.push(connect_from([127, 0, 0, 2], port).await);
+    }
+    // ... and the next one, on either port, is closed at once.
+    for port in [&node.address, &node.kinesis_address] {
+        let mut over = connect_from([127, 0, 0, 2], port).await;
+        assert!(
+            closed_by_node(&mut over).await,
+            "a connection over the limit stays open on {port}"
+        );
+    }
+    for connection in &mut held[..2] {
+        assert!(
+            !closed_by_node(connection).await,
+            "an admitted connection was closed"
+        );
+    }
+    let metrics = metrics_of(&node.http_address);
+    assert!(
+        counter_sum(
+            &metrics,
+            "tributary_client_limit_refusals_total{resource=\"connections\",limit=\"per_client\"}"
+        ) >= 2.0,
+        "{metrics}"
+    );
+    // Other clients (this test's SDK, the other nodes) are untouched.
+    let client = cluster.client_of(1);
+    client.create_stream("fanned", 3, None).await.unwrap();
+    client.wait_for_active("fanned", WAIT).await.unwrap();
+    // A connection closed frees its slot.
+    held.pop();
+    let again = wait_until(WAIT, "a freed connection slot is taken again", || async {
+        let mut again = connect_from([127, 0, 0, 2], &node.address).await;
+        if closed_by_node(&mut again).await {
+            Err("still refused".to_string())
+        } else {
+            Ok(again)
+        }
+    })
+    .await
+    .unwrap();
+    held.push(again);
+
+    // Subscriptions: two at a time for this client on the node it is connected to.
+    client.register_consumer("fanned", "reader").await.unwrap();
+    let first = client.subscribe_to_shard(subscription(0)).await.unwrap();
+    let _second = client.subscribe_to_shard(subscription(1)).await.unwrap();
+    let refused = client
+        .subscribe_to_shard(subscription(2))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "LIMIT_EXCEEDED", "{refused:?}");
+    assert!(
+        refused.message().contains("--max-subscriptions-per-client"),
+        "{}",
+        refused.message()
+    );
+    // Ending one lets the client subscribe again.
+    drop(first);
+    let mut third = wait_until(WAIT, "a subscription slot is freed", || async {
+        client
+            .subscribe_to_shard(subscription(2))
+            .await
+            .map_err(|e| e.message())
+    })
+    .await
+    .unwrap();
+    assert!(
+        third.message().await.unwrap().is_some(),
+        "the new subscription delivers events"
+    );
+}
