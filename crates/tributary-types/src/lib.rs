@@ -10,6 +10,7 @@ mod ids;
 mod iterator;
 mod record;
 mod sequence;
+pub mod stored;
 mod stream;
 pub mod table;
 mod token;

@@ -1,42 +1,15 @@
-//! The records column family: `group | sequence number → (arrival ms, partition key, data)`.
-//!
-//! A record of an encrypted stream is stored with an empty partition key (a real one is never
-//! empty) and, as its data, a [`SealedValue`]: the key it was sealed under and the sealed partition
-//! key and data. Only the arrival time stays in clear, for retention and AT_TIMESTAMP.
+//! The records column family: `group | sequence number → stored value`, in the format of
+//! `tributary_types::stored` (arrival time, then the partition key and data, or both sealed
+//! for an encrypted stream).
 
 use bytes::Bytes;
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
-use serde::{Deserialize, Serialize};
 use tributary_raft::shard::BatchKey;
 use tributary_storage::{CF_RECORDS, Store, io_error, keys};
+use tributary_types::stored::{StoredValue, arrival_ms_of};
 use tributary_types::{EncryptionType, Error, GroupId, SequenceNumber, StoredRecord};
 
 use crate::keyring::RecordOpener;
-
-#[derive(Serialize, Deserialize)]
-struct RecordValue<'a> {
-    arrival_ms: u64,
-    partition_key: &'a str,
-    /// Serialized as bytes, not as a sequence of u8 (same postcard encoding, one copy instead of
-    /// a call per byte — it showed in the write path's profile).
-    #[serde(serialize_with = "as_bytes")]
-    data: &'a [u8],
-}
-
-/// The data of a sealed record: record `position` of a batch sealed under `key`.
-#[derive(Serialize, Deserialize)]
-struct SealedValue<'a> {
-    key: &'a str,
-    version: u32,
-    salt: [u8; 16],
-    position: u32,
-    #[serde(serialize_with = "as_bytes")]
-    ciphertext: &'a [u8],
-}
-
-fn as_bytes<S: serde::Serializer>(data: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_bytes(data)
-}
 
 /// What a record holds, as a put batch carries it.
 pub enum Payload<'a> {
@@ -60,34 +33,30 @@ pub fn put(
     arrival_ms: u64,
     payload: Payload<'_>,
 ) -> std::io::Result<()> {
-    let sealed_value;
-    let (partition_key, data) = match payload {
+    let value = match payload {
         Payload::Plain {
             partition_key,
             data,
-        } => (partition_key, data),
+        } => StoredValue::Plain {
+            arrival_ms,
+            partition_key,
+            data,
+        },
         Payload::Sealed {
             key,
             position,
             ciphertext,
-        } => {
-            sealed_value = postcard::to_stdvec(&SealedValue {
-                key: &key.key,
-                version: key.version,
-                salt: key.salt,
-                position,
-                ciphertext,
-            })
-            .map_err(io_error)?;
-            ("", &sealed_value[..])
-        }
-    };
-    let value = postcard::to_stdvec(&RecordValue {
-        arrival_ms,
-        partition_key,
-        data,
-    })
-    .map_err(io_error)?;
+        } => StoredValue::Sealed {
+            arrival_ms,
+            key: &key.key,
+            version: key.version,
+            salt: key.salt,
+            position,
+            ciphertext,
+        },
+    }
+    .encode()
+    .map_err(|e| io_error(e.message))?;
     batch.put_cf(
         store.cf(CF_RECORDS),
         keys::record_key(group, sequence_number),
@@ -115,34 +84,39 @@ fn decode(
     value: &[u8],
     opener: &mut RecordOpener<'_>,
 ) -> Result<StoredRecord, ReadError> {
-    let decoded: RecordValue = postcard::from_bytes(value).map_err(io_error)?;
     let sequence_number = keys::sequence_number_of(key);
-    if !decoded.partition_key.is_empty() {
-        return Ok(StoredRecord {
+    match StoredValue::decode(value).map_err(|e| io_error(e.message))? {
+        StoredValue::Plain {
+            arrival_ms,
+            partition_key,
+            data,
+        } => Ok(StoredRecord {
             sequence_number,
-            approximate_arrival_timestamp_ms: decoded.arrival_ms,
-            partition_key: decoded.partition_key.to_string(),
-            data: Bytes::copy_from_slice(decoded.data),
+            approximate_arrival_timestamp_ms: arrival_ms,
+            partition_key: partition_key.to_string(),
+            data: Bytes::copy_from_slice(data),
             encryption_type: EncryptionType::None,
-        });
+        }),
+        StoredValue::Sealed {
+            arrival_ms,
+            key,
+            version,
+            salt,
+            position,
+            ciphertext,
+        } => {
+            let (partition_key, data) = opener
+                .open(key, version, &salt, position, ciphertext)
+                .map_err(ReadError::Sealed)?;
+            Ok(StoredRecord {
+                sequence_number,
+                approximate_arrival_timestamp_ms: arrival_ms,
+                partition_key,
+                data,
+                encryption_type: EncryptionType::Kms,
+            })
+        }
     }
-    let sealed: SealedValue = postcard::from_bytes(decoded.data).map_err(io_error)?;
-    let (partition_key, data) = opener
-        .open(
-            sealed.key,
-            sealed.version,
-            &sealed.salt,
-            sealed.position,
-            sealed.ciphertext,
-        )
-        .map_err(ReadError::Sealed)?;
-    Ok(StoredRecord {
-        sequence_number,
-        approximate_arrival_timestamp_ms: decoded.arrival_ms,
-        partition_key,
-        data,
-        encryption_type: EncryptionType::Kms,
-    })
 }
 
 /// Up to `limit` records and `max_bytes` of data and keys (but at least one record) from
@@ -198,7 +172,7 @@ pub fn first_arrived_at_or_after(
         .iterator_cf_opt(store.cf(CF_RECORDS), options, IteratorMode::Start)
     {
         let (key, value) = item.map_err(io_error)?;
-        let (arrival_ms, _) = postcard::take_from_bytes::<u64>(&value).map_err(io_error)?;
+        let arrival_ms = arrival_ms_of(&value).map_err(|e| io_error(e.message))?;
         if arrival_ms >= timestamp_ms {
             return Ok(Some(keys::sequence_number_of(&key)));
         }
@@ -225,7 +199,7 @@ pub fn trim(
         .iterator_cf_opt(store.cf(CF_RECORDS), options, IteratorMode::Start)
     {
         let (key, value) = item.map_err(io_error)?;
-        let (arrival_ms, _) = postcard::take_from_bytes::<u64>(&value).map_err(io_error)?;
+        let arrival_ms = arrival_ms_of(&value).map_err(|e| io_error(e.message))?;
         if arrival_ms >= before_ms {
             end_opt = Some(key.to_vec());
             break;
@@ -256,7 +230,7 @@ pub fn oldest_arrival_ms(store: &Store, group: GroupId) -> std::io::Result<Optio
         return Ok(None);
     };
     let (_, value) = item.map_err(io_error)?;
-    let (arrival_ms, _) = postcard::take_from_bytes::<u64>(&value).map_err(io_error)?;
+    let arrival_ms = arrival_ms_of(&value).map_err(|e| io_error(e.message))?;
     Ok(Some(arrival_ms))
 }
 
@@ -274,7 +248,7 @@ pub fn last(store: &Store, group: GroupId) -> std::io::Result<Option<(SequenceNu
         return Ok(None);
     };
     let (key, value) = item.map_err(io_error)?;
-    let (arrival_ms, _) = postcard::take_from_bytes::<u64>(&value).map_err(io_error)?;
+    let arrival_ms = arrival_ms_of(&value).map_err(|e| io_error(e.message))?;
     Ok(Some((keys::sequence_number_of(&key), arrival_ms)))
 }
 
@@ -290,36 +264,4 @@ pub fn dump(store: &Store, group: GroupId) -> std::io::Result<Vec<(Vec<u8>, Vec<
         out.push((key.to_vec(), value.to_vec()));
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn record_values_keep_their_encoding() {
-        // What earlier versions wrote: the data as a sequence of u8.
-        #[derive(Serialize)]
-        struct AsSequence<'a> {
-            arrival_ms: u64,
-            partition_key: &'a str,
-            data: &'a [u8],
-        }
-        let data: Vec<u8> = (0..=255).collect();
-        let old = postcard::to_stdvec(&AsSequence {
-            arrival_ms: 7,
-            partition_key: "k",
-            data: &data,
-        })
-        .unwrap();
-        let new = postcard::to_stdvec(&RecordValue {
-            arrival_ms: 7,
-            partition_key: "k",
-            data: &data,
-        })
-        .unwrap();
-        assert_eq!(old, new);
-        let decoded: RecordValue = postcard::from_bytes(&new).unwrap();
-        assert_eq!(decoded.data, &data[..]);
-    }
 }
