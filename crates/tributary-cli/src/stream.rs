@@ -574,19 +574,29 @@ pub async fn run_stream(command: StreamCommand, args: &ClientArgs) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
-/// Waits (unless told not to) for a reshard to finish and prints the open shards.
+/// The stream's summary once it is ACTIVE again after a change (at once with `no_wait`).
+async fn summary_after_change(
+    client: &tributary_client::Client,
+    name: &str,
+    no_wait: bool,
+) -> anyhow::Result<v1::StreamDescriptionSummary> {
+    if !no_wait {
+        client
+            .wait_for_active(name, tributary_client::DEFAULT_ACTIVE_WAIT)
+            .await?;
+    }
+    Ok(client.describe_stream_summary(name).await?)
+}
+
+/// Waits (unless told not to) for an encryption change to take effect and prints how new
+/// records are stored.
 async fn encryption_done(
     client: &tributary_client::Client,
     args: &ClientArgs,
     name: &str,
     no_wait: bool,
 ) -> anyhow::Result<()> {
-    if !no_wait {
-        client
-            .wait_for_active(name, tributary_client::DEFAULT_ACTIVE_WAIT)
-            .await?;
-    }
-    let summary = client.describe_stream_summary(name).await?;
+    let summary = summary_after_change(client, name, no_wait).await?;
     if args.json {
         print_json(&json!({
             "name": name,
@@ -609,18 +619,14 @@ async fn encryption_done(
     Ok(())
 }
 
+/// Waits (unless told not to) for a reshard to finish and prints the open shards.
 async fn reshard_done(
     client: &tributary_client::Client,
     args: &ClientArgs,
     name: &str,
     no_wait: bool,
 ) -> anyhow::Result<()> {
-    if !no_wait {
-        client
-            .wait_for_active(name, tributary_client::DEFAULT_ACTIVE_WAIT)
-            .await?;
-    }
-    let summary = client.describe_stream_summary(name).await?;
+    let summary = summary_after_change(client, name, no_wait).await?;
     let open = client
         .list_shards(
             name,

@@ -897,11 +897,7 @@ impl Client {
         name: &str,
         key_id: &str,
     ) -> Result<(), ClientError> {
-        let request = v1::StreamEncryptionRequest {
-            stream_name: name.to_string(),
-            encryption_type: "KMS".to_string(),
-            key_id: key_id.to_string(),
-        };
+        let request = encryption_request(name, key_id);
         self.unary(request, |mut c, r| async move {
             c.start_stream_encryption(r).await
         })
@@ -915,11 +911,7 @@ impl Client {
         name: &str,
         key_id: &str,
     ) -> Result<(), ClientError> {
-        let request = v1::StreamEncryptionRequest {
-            stream_name: name.to_string(),
-            encryption_type: "KMS".to_string(),
-            key_id: key_id.to_string(),
-        };
+        let request = encryption_request(name, key_id);
         self.unary(request, |mut c, r| async move {
             c.stop_stream_encryption(r).await
         })
@@ -1182,5 +1174,14 @@ fn describe_failure(status: &tonic::Status) -> String {
         format!("{text} (does the node serve TLS? give --tls-ca or TRIBUTARY_TLS_CA)")
     } else {
         text
+    }
+}
+
+/// Start/StopStreamEncryption's request: KMS is the only encryption type.
+fn encryption_request(name: &str, key_id: &str) -> v1::StreamEncryptionRequest {
+    v1::StreamEncryptionRequest {
+        stream_name: name.to_string(),
+        encryption_type: "KMS".to_string(),
+        key_id: key_id.to_string(),
     }
 }

@@ -17,10 +17,11 @@ use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 use tokio::sync::watch;
 use tributary_raft::shard::{BatchKey, PutBatch, ShardCommand, ShardResponse, ShardTypeConfig};
 use tributary_storage::{CF_RECORDS, CF_SM, Store, io_error, keys};
+use tributary_types::stored::StoredValue;
 use tributary_types::{GroupId, SequenceNumber, ShardId};
 
 use super::producers::{self, Admission, ProducerState};
-use super::records::{self, Payload};
+use super::records;
 use crate::sm_store;
 
 type C = ShardTypeConfig;
@@ -119,25 +120,22 @@ impl ShardMachine {
                 continue;
             }
             let sequence_number = SequenceNumber::new(self.shard, log_index, offset);
-            let payload = match sealed_opt {
-                None => Payload::Plain {
+            let value = match sealed_opt {
+                None => StoredValue::Plain {
+                    arrival_ms: put.arrival_ms,
                     partition_key,
                     data,
                 },
-                Some(key) => Payload::Sealed {
-                    key,
+                Some(key) => StoredValue::Sealed {
+                    arrival_ms: put.arrival_ms,
+                    key: &key.key,
+                    version: key.version,
+                    salt: key.salt,
                     position: position as u32,
                     ciphertext: data,
                 },
             };
-            records::put(
-                &self.store,
-                batch,
-                self.group,
-                sequence_number,
-                put.arrival_ms,
-                payload,
-            )?;
+            records::put(&self.store, batch, self.group, sequence_number, &value)?;
             if let Some(sequence) = producer_sequence_opt {
                 producer_opt.get_or_insert_default().stored(
                     sequence,

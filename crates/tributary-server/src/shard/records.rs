@@ -4,59 +4,20 @@
 
 use bytes::Bytes;
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
-use tributary_raft::shard::BatchKey;
 use tributary_storage::{CF_RECORDS, Store, io_error, keys};
 use tributary_types::stored::{StoredValue, arrival_ms_of};
 use tributary_types::{EncryptionType, Error, GroupId, SequenceNumber, StoredRecord};
 
 use crate::keyring::RecordOpener;
 
-/// What a record holds, as a put batch carries it.
-pub enum Payload<'a> {
-    Plain {
-        partition_key: &'a str,
-        data: &'a [u8],
-    },
-    /// Record `position` of a batch sealed under `key` (`ShardCommand::PutSealed`).
-    Sealed {
-        key: &'a BatchKey,
-        position: u32,
-        ciphertext: &'a [u8],
-    },
-}
-
 pub fn put(
     store: &Store,
     batch: &mut WriteBatch,
     group: GroupId,
     sequence_number: SequenceNumber,
-    arrival_ms: u64,
-    payload: Payload<'_>,
+    value: &StoredValue<'_>,
 ) -> std::io::Result<()> {
-    let value = match payload {
-        Payload::Plain {
-            partition_key,
-            data,
-        } => StoredValue::Plain {
-            arrival_ms,
-            partition_key,
-            data,
-        },
-        Payload::Sealed {
-            key,
-            position,
-            ciphertext,
-        } => StoredValue::Sealed {
-            arrival_ms,
-            key: &key.key,
-            version: key.version,
-            salt: key.salt,
-            position,
-            ciphertext,
-        },
-    }
-    .encode()
-    .map_err(|e| io_error(e.message))?;
+    let value = value.encode().map_err(|e| io_error(e.message))?;
     batch.put_cf(
         store.cf(CF_RECORDS),
         keys::record_key(group, sequence_number),
