@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
@@ -18,26 +17,6 @@ use tributary_testkit::{Cluster, ClusterOptions, wait_until};
 const WAIT: Duration = Duration::from_secs(30);
 const ACCESS_KEY_ID: &str = "AKIDTRIBUTARYSSE";
 const SECRET: &str = "tributary/sse+secret";
-
-/// Every file under `dir` whose bytes hold `needle` (files that vanish while the walk runs, as
-/// RocksDB's do, are skipped).
-fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files_holding(&path, needle));
-        } else if let Ok(bytes) = std::fs::read(&path)
-            && bytes.windows(needle.len()).any(|w| w == needle)
-        {
-            found.push(path);
-        }
-    }
-    found
-}
 
 /// Every record of a one-shard stream through gRPC: (partition key, data, encryption type).
 async fn read_shard(client: &Client, stream: &str) -> Vec<(String, String, String)> {
@@ -63,34 +42,6 @@ async fn read_shard(client: &Client, stream: &str) -> Vec<(String, String, Strin
             Some(next) if !done => iterator = next,
             _ => return out,
         }
-    }
-}
-
-/// Waits until every node's catalogue reports the stream's encryption as `expected` (a node
-/// seals what it receives by its own catalogue, as Kinesis' "within seconds").
-async fn wait_encryption_everywhere(cluster: &Cluster, stream: &str, expected: &str) {
-    for node in cluster.nodes() {
-        let client = cluster.client_of(node.id);
-        wait_until(
-            WAIT,
-            &format!("node {} reports {stream} as {expected}", node.id),
-            || async {
-                let summary = client
-                    .describe_stream_summary(stream)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if summary.encryption_type == expected && summary.stream_status == "ACTIVE" {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{} {}",
-                        summary.encryption_type, summary.stream_status
-                    ))
-                }
-            },
-        )
-        .await
-        .unwrap();
     }
 }
 

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{BINARY, cli, cli_json, read_all, stderr, stdout};
+use common::{
+    BINARY, cli, cli_json, files_holding, read_all, stderr, stdout, wait_encryption_everywhere,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -613,4 +615,79 @@ async fn with_auth_required_a_policy_lets_through_what_it_allows_and_nothing_els
         entries.iter().any(|e| e["outcome"] == "unauthenticated"),
         "{audit}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_tls_and_auth_cluster_an_encrypted_stream_keeps_no_plaintext_on_disk() {
+    let cluster = Cluster::start(
+        BINARY,
+        ClusterOptions {
+            tls: true,
+            auth: true,
+            ..ClusterOptions::default()
+        },
+    )
+    .await
+    .expect("an auth cluster starts");
+    let admin = cluster.client();
+    admin.create_stream("vault", 1, None).await.unwrap();
+    admin
+        .wait_for_active("vault", Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    // Changing a stream's encryption is an action of its own: a user allowed to put is refused.
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kinesis:PutRecords","Resource":"*"}]}"#;
+    cli_json(
+        &cluster,
+        &["policy", "put", "put-only", "--document", policy, "--json"],
+    );
+    let created = cli_json(
+        &cluster,
+        &["user", "create", "putter", "--policy", "put-only", "--json"],
+    );
+    let mut options =
+        ClientOptions::tls_ca_file(cluster.certs_dir().unwrap().join("ca.pem")).unwrap();
+    options.access_key_opt = Some(AccessKey {
+        access_key_id: created["access_key_id"].as_str().unwrap().to_string(),
+        secret_access_key: created["secret_access_key"].as_str().unwrap().to_string(),
+    });
+    let putter = Client::from_list_with(&cluster.endpoints(), &options).unwrap();
+    let error = putter
+        .stop_stream_encryption("vault", "alias/aws/kinesis")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "ACCESS_DENIED", "{error}");
+
+    // The admin encrypts the stream (CLI, the key ring `auth` made); the putter's records are
+    // sealed on every node's disk and read back in clear.
+    let started = cli_json(&cluster, &["stream", "start-encryption", "vault", "--json"]);
+    assert_eq!(started["encryption_type"], "KMS", "{started}");
+    wait_encryption_everywhere(&cluster, "vault", "KMS").await;
+    let marker = format!("vaulted{}x{}", std::process::id(), cluster.node(1).address);
+    let entries = (0..20)
+        .map(|i| v1::PutRecordsRequestEntry {
+            partition_key: format!("{marker}-key-{i}"),
+            data: format!("{marker}-data-{i}").into_bytes().into(),
+            ..Default::default()
+        })
+        .collect();
+    let answer = putter.put_records("vault", entries).await.unwrap();
+    assert_eq!(
+        (answer.failed_record_count, answer.encryption_type.as_str()),
+        (0, "KMS")
+    );
+    let iterator = admin
+        .get_shard_iterator("vault", "shardId-000000000000", "TRIM_HORIZON", None)
+        .await
+        .unwrap();
+    let page = admin.get_records(&iterator, None).await.unwrap();
+    assert_eq!(page.records.len(), 20);
+    assert_eq!(
+        page.records[7].data.as_ref(),
+        format!("{marker}-data-7").as_bytes()
+    );
+    assert!(page.records.iter().all(|r| r.encryption_type == "KMS"));
+    let leaked = files_holding(cluster.data_root(), marker.as_bytes());
+    assert!(leaked.is_empty(), "plaintext found in {leaked:?}");
 }

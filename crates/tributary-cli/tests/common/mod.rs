@@ -345,3 +345,51 @@ pub fn kinesis_sdk(address: &str, access_key_id: &str, secret: &str) -> aws_sdk_
         .build();
     aws_sdk_kinesis::Client::from_conf(config)
 }
+
+/// Every file under `dir` whose bytes hold `needle` (files that vanish while the walk runs, as
+/// RocksDB's do, are skipped).
+pub fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_holding(&path, needle));
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Waits until every node's catalogue reports the stream's encryption as `expected` (a node
+/// seals what it receives by its own catalogue, as Kinesis' "within seconds").
+pub async fn wait_encryption_everywhere(cluster: &Cluster, stream: &str, expected: &str) {
+    for node in cluster.nodes() {
+        let client = cluster.client_of(node.id);
+        wait_until(
+            Duration::from_secs(30),
+            &format!("node {} reports {stream} as {expected}", node.id),
+            || async {
+                let summary = client
+                    .describe_stream_summary(stream)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if summary.encryption_type == expected && summary.stream_status == "ACTIVE" {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} {}",
+                        summary.encryption_type, summary.stream_status
+                    ))
+                }
+            },
+        )
+        .await
+        .unwrap();
+    }
+}
