@@ -25,6 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tributary_types::{Error, ErrorCode};
 
 use crate::telemetry;
+use crate::tls::Port;
 
 /// Connections a node accepts in all (`--max-connections`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -242,8 +243,9 @@ impl<T> Counted<T> {
 pub async fn accept(
     listener: &TcpListener,
     limits: &ClientLimits,
-    port: &'static str,
+    port: Port,
 ) -> (Counted<TcpStream>, SocketAddr) {
+    let port = port.label();
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -274,11 +276,11 @@ pub async fn accept(
 pub struct LimitedListener {
     listener: TcpListener,
     node: Arc<crate::Node>,
-    port: &'static str,
+    port: Port,
 }
 
 impl LimitedListener {
-    pub fn new(listener: TcpListener, node: Arc<crate::Node>, port: &'static str) -> Self {
+    pub fn new(listener: TcpListener, node: Arc<crate::Node>, port: Port) -> Self {
         LimitedListener {
             listener,
             node,

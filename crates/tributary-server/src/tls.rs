@@ -61,6 +61,16 @@ pub enum Port {
     Kinesis,
 }
 
+impl Port {
+    /// The port's name in logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Port::Grpc => "grpc",
+            Port::Kinesis => "kinesis",
+        }
+    }
+}
+
 /// One generation of TLS material, loaded and checked.
 pub struct Material {
     stamp: Vec<FileStamp>,
@@ -256,15 +266,11 @@ pub fn accept(
 ) -> mpsc::Receiver<(TlsConnection, SocketAddr)> {
     let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
     tokio::spawn(async move {
-        let label = match port {
-            Port::Grpc => "grpc",
-            Port::Kinesis => "kinesis",
-        };
         loop {
             // Admitted by the client limits before the handshake, so a client cannot hold more
             // handshakes than connections.
             let (tcp, peer) = tokio::select! {
-                accepted = crate::clients::accept(&listener, &node.client_limits, label) => accepted,
+                accepted = crate::clients::accept(&listener, &node.client_limits, port) => accepted,
                 () = tx.closed() => return,
             };
             let acceptor = TlsAcceptor::from(tls.current().server_config(port));

@@ -214,19 +214,11 @@ impl Node {
             }
             StreamStatus::Active | StreamStatus::Updating => {}
         }
-        // Every node reads its own key ring: a missing key fails the put, never stores clear.
+        // Every node reads its own key ring: a missing ring or key (KMS_NOT_FOUND from sealing,
+        // before any batch is sent) fails the put, never stores it in clear.
         let (ring_opt, encryption_type) = match &stream_meta.encryption_opt {
             Some(encryption) => {
                 let ring = self.keys.require("an encrypted stream")?;
-                if !ring.contains(&encryption.key) {
-                    return Err(Error::new(
-                        ErrorCode::KmsNotFound,
-                        format!(
-                            "stream {stream} is encrypted with key {} ({}), which is not in this node's key ring",
-                            encryption.key, encryption.key_id
-                        ),
-                    ));
-                }
                 (Some((ring, encryption.key.clone())), EncryptionType::Kms)
             }
             None => (None, EncryptionType::None),
@@ -434,8 +426,9 @@ impl Node {
                 }
                 batch.truncate(admitted);
             }
-            records = command.record_sizes().count();
-            bytes = command.record_sizes().sum();
+            (records, bytes) = command
+                .record_sizes()
+                .fold((0, 0), |(records, bytes), size| (records + 1, bytes + size));
         }
         if let Some(acked) = self.ack_before_commit(group, &command) {
             return acked;

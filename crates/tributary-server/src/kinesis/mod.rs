@@ -103,7 +103,7 @@ pub async fn serve(
             .await
         }
         None => {
-            let listener = LimitedListener::new(listener, node, "kinesis");
+            let listener = LimitedListener::new(listener, node, Port::Kinesis);
             axum::serve(
                 listener,
                 app.into_make_service_with_connect_info::<PeerAddr>(),

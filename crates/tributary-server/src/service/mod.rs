@@ -66,7 +66,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, tls_opt: Option<Arc<N
         None => {
             let incoming = futures::stream::unfold((listener, node), |(listener, node)| async {
                 let (connection, _) =
-                    crate::clients::accept(&listener, &node.client_limits, "grpc").await;
+                    crate::clients::accept(&listener, &node.client_limits, Port::Grpc).await;
                 Some((Ok::<_, std::io::Error>(connection), (listener, node)))
             });
             router
