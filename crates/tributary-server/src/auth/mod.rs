@@ -15,7 +15,8 @@
 //! Under `none` everyone may do everything (local development), and the node says so at start.
 
 pub mod admin;
-pub mod policy;
+/// IAM policy documents live with the other AWS wire formats, where the fuzzers reach them.
+pub use tributary_kinesis::policy;
 
 use std::io::Write;
 use std::path::Path;
