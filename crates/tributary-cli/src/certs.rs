@@ -1,13 +1,19 @@
-//! `tributary certs`: a cluster CA and node certificates, so a TLS cluster needs no other tool.
+//! `tributary certs`: a cluster CA, node and client certificates, so a TLS cluster needs no
+//! other tool.
 //!
-//! - `certs create --out DIR --nodes N`: `ca.pem`/`ca.key` and `node-<i>.pem`/`node-<i>.key`.
+//! - `certs create --out DIR --nodes N [--client USER]...`: `ca.pem`/`ca.key`,
+//!   `node-<i>.pem`/`node-<i>.key`, and `client-<user>.pem`/`client-<user>.key` (for `admin`
+//!   unless `--client` says otherwise).
 //! - `certs node --dir DIR --id I`: one more node certificate from the CA in DIR (a node added
 //!   later, or a certificate renewed).
+//! - `certs client --dir DIR --user NAME`: a client certificate for a user.
 //!
 //! Node certificates are for both ends of node-to-node mutual TLS (serverAuth and clientAuth)
 //! and name `tributary-node`, which nodes check each other against, plus `localhost`,
-//! `127.0.0.1`, `::1` and every `--host`. Keys are ECDSA P-256, written with mode 0600. Clients
-//! need only `ca.pem` (`--tls-ca`).
+//! `127.0.0.1`, `::1` and every `--host`. Client certificates are for clientAuth only, name no
+//! host, and carry the user as their common name: under `--auth required` they authenticate that
+//! user (who must exist: `tributary user create`) instead of an access key. Keys are ECDSA P-256,
+//! written with mode 0600. Clients that only verify the nodes need just `ca.pem` (`--tls-ca`).
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -21,12 +27,15 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
+use tributary_server::meta::auth::{ADMIN_USER, MAX_USER_NAME, validate_name};
 use tributary_server::tls::NODE_SERVER_NAME;
 
 /// How long the CA is valid.
 pub const CA_DAYS: i64 = 3650;
 /// How long node certificates are valid by default.
 pub const DEFAULT_NODE_DAYS: i64 = 397;
+/// How long client certificates are valid by default.
+pub const DEFAULT_CLIENT_DAYS: i64 = 397;
 /// File names inside the certificate directory.
 pub const CA_CERT_FILE: &str = "ca.pem";
 pub const CA_KEY_FILE: &str = "ca.key";
@@ -37,6 +46,14 @@ pub fn node_cert_file(id: u64) -> String {
 
 pub fn node_key_file(id: u64) -> String {
     format!("node-{id}.key")
+}
+
+pub fn client_cert_file(user: &str) -> String {
+    format!("client-{user}.pem")
+}
+
+pub fn client_key_file(user: &str) -> String {
+    format!("client-{user}.key")
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -53,9 +70,13 @@ pub enum CertsCommand {
         /// (repeatable; localhost, 127.0.0.1 and ::1 are always in).
         #[arg(long = "host")]
         hosts: Vec<String>,
-        /// How many days node certificates are valid.
+        /// How many days node and client certificates are valid.
         #[arg(long, default_value_t = DEFAULT_NODE_DAYS)]
         days: i64,
+        /// A user to make a client certificate for (repeatable; `admin`, the user
+        /// --admin-key-file makes, when not given).
+        #[arg(long = "client", default_values_t = [ADMIN_USER.to_string()])]
+        clients: Vec<String>,
     },
     /// A certificate for one more node, signed by the CA in --dir.
     Node {
@@ -74,6 +95,21 @@ pub enum CertsCommand {
         #[arg(long)]
         force: bool,
     },
+    /// A client certificate for a user, signed by the CA in --dir: under --auth required it
+    /// authenticates the user (give it with --tls-cert and --tls-key).
+    Client {
+        /// The directory holding ca.pem and ca.key; the new files go there too.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The user the certificate is for (its common name).
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value_t = DEFAULT_CLIENT_DAYS)]
+        days: i64,
+        /// Replace the user's existing certificate and key (renewal).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 pub fn run(command: CertsCommand) -> anyhow::Result<ExitCode> {
@@ -83,11 +119,13 @@ pub fn run(command: CertsCommand) -> anyhow::Result<ExitCode> {
             nodes,
             hosts,
             days,
+            clients,
         } => {
-            create(&out, nodes, &hosts, days)?;
+            create(&out, nodes, &hosts, &clients, days)?;
             println!(
-                "wrote {} and certificates for nodes 1..={nodes} to {}",
+                "wrote {} and certificates for nodes 1..={nodes} and users {} to {}",
                 CA_CERT_FILE,
+                clients.join(", "),
                 out.display()
             );
             println!(
@@ -98,8 +136,16 @@ pub fn run(command: CertsCommand) -> anyhow::Result<ExitCode> {
                 "clients: --tls-ca {}/{CA_CERT_FILE} (or TRIBUTARY_TLS_CA)",
                 out.display()
             );
+            if let Some(user) = clients.first() {
+                println!(
+                    "  as user {user}: --tls-cert {0}/{1} --tls-key {0}/{2} (or TRIBUTARY_CLIENT_CERT, TRIBUTARY_CLIENT_KEY)",
+                    out.display(),
+                    client_cert_file(user),
+                    client_key_file(user)
+                );
+            }
             println!(
-                "keep {} secret: it signs node certificates",
+                "keep {} secret: it signs node and client certificates",
                 out.join(CA_KEY_FILE).display()
             );
         }
@@ -118,15 +164,40 @@ pub fn run(command: CertsCommand) -> anyhow::Result<ExitCode> {
                 dir.join(node_key_file(id)).display()
             );
         }
+        CertsCommand::Client {
+            dir,
+            user,
+            days,
+            force,
+        } => {
+            let ca = Ca::load(&dir)?;
+            issue_client(&ca, &dir, &user, days, force)?;
+            println!(
+                "wrote {} and {} (user {user}: tributary user create {user}, if it does not exist)",
+                dir.join(client_cert_file(&user)).display(),
+                dir.join(client_key_file(&user)).display()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Makes the CA and node certificates 1..=`nodes` in `out`.
-pub fn create(out: &Path, nodes: u64, hosts: &[String], days: i64) -> anyhow::Result<()> {
+/// Makes the CA, node certificates 1..=`nodes` and client certificates for `clients` in `out`.
+pub fn create(
+    out: &Path,
+    nodes: u64,
+    hosts: &[String],
+    clients: &[String],
+    days: i64,
+) -> anyhow::Result<()> {
     if nodes == 0 {
         bail!("--nodes must be at least 1");
     }
+    // Every argument is checked before the first file is written.
+    for user in clients {
+        validate_user(user)?;
+    }
+    check_days(days)?;
     if out.join(CA_KEY_FILE).exists() {
         bail!(
             "{} already holds a CA; use `tributary certs node --dir {}` to add node certificates",
@@ -153,6 +224,9 @@ pub fn create(out: &Path, nodes: u64, hosts: &[String], days: i64) -> anyhow::Re
     };
     for id in 1..=nodes {
         issue_node(&ca, out, id, hosts, days, false)?;
+    }
+    for user in clients {
+        issue_client(&ca, out, user, days, false)?;
     }
     Ok(())
 }
@@ -224,6 +298,34 @@ pub fn issue_node(
     Ok(())
 }
 
+/// A client certificate for `user`: clientAuth only, the user as common name, no host names
+/// (so it can never pass for a node, whose certificates name `tributary-node`).
+pub fn issue_client(ca: &Ca, dir: &Path, user: &str, days: i64, force: bool) -> anyhow::Result<()> {
+    validate_user(user)?;
+    let cert_path = dir.join(client_cert_file(user));
+    if cert_path.exists() && !force {
+        bail!("{} exists; give --force to replace it", cert_path.display());
+    }
+    let key = KeyPair::generate().context("generating a client key")?;
+    let mut params = named_params(user);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    params.serial_number = Some(serial());
+    validity(&mut params, days)?;
+    let cert = params
+        .signed_by(&key, &ca.issuer)
+        .context("signing a client certificate")?;
+    write_private(&dir.join(client_key_file(user)), &key.serialize_pem())?;
+    write_public(&cert_path, &cert.pem())?;
+    Ok(())
+}
+
+/// A user name as the catalogue takes it: it is also part of a file name here.
+fn validate_user(user: &str) -> anyhow::Result<()> {
+    validate_name("user", user, MAX_USER_NAME).map_err(|error| anyhow::anyhow!(error.message))
+}
+
 /// Certificate parameters with the subject `O=Tributary, CN=<common_name>`.
 fn named_params(common_name: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
@@ -247,14 +349,19 @@ fn san(name: &str) -> anyhow::Result<SanType> {
 
 /// From a day ago (clocks disagree) for `days` days.
 fn validity(params: &mut CertificateParams, days: i64) -> anyhow::Result<()> {
-    if days < 1 {
-        bail!("--days must be at least 1");
-    }
+    check_days(days)?;
     let now = chrono::Utc::now();
     let start = now - chrono::Duration::days(1);
     let end = now + chrono::Duration::days(days);
     params.not_before = rcgen::date_time_ymd(start.year(), start.month() as u8, start.day() as u8);
     params.not_after = rcgen::date_time_ymd(end.year(), end.month() as u8, end.day() as u8);
+    Ok(())
+}
+
+fn check_days(days: i64) -> anyhow::Result<()> {
+    if days < 1 {
+        bail!("--days must be at least 1");
+    }
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use tributary_client::{AccessKey, Client, ClientOptions};
 use tributary_server::config::KinesisAuthMode;
 use tributary_server::keyring::DEFAULT_KEY;
 use tributary_server::kinesis_wire::arn::DEFAULT_REGION;
+use tributary_server::meta::auth::ADMIN_USER;
 
 use crate::certs;
 
@@ -182,6 +183,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             "  (the admin; AWS tools: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY with the same values)"
         );
     }
+    if let (Some(dir), Some(_)) = (&certs_opt, &admin_opt) {
+        println!(
+            "  or, instead of the access key: export TRIBUTARY_CLIENT_CERT={} TRIBUTARY_CLIENT_KEY={}",
+            dir.join(certs::client_cert_file(ADMIN_USER)).display(),
+            dir.join(certs::client_key_file(ADMIN_USER)).display()
+        );
+    }
     println!(
         "tributary dev ready: {} nodes in {} AZs (Ctrl-C to stop)",
         args.nodes,
@@ -231,9 +239,15 @@ fn kinesis_flags(args: &DevArgs, index: u16) -> Vec<String> {
 /// missing (more --nodes than last time) are added.
 fn ensure_certs(dir: &Path, nodes: u64) -> anyhow::Result<PathBuf> {
     if !dir.join(certs::CA_KEY_FILE).exists() {
-        certs::create(dir, nodes, &[], certs::DEFAULT_NODE_DAYS)?;
+        certs::create(
+            dir,
+            nodes,
+            &[],
+            &[ADMIN_USER.to_string()],
+            certs::DEFAULT_NODE_DAYS,
+        )?;
         println!(
-            "made a CA and {nodes} node certificates in {}",
+            "made a CA, {nodes} node certificates and a client certificate for {ADMIN_USER} in {}",
             dir.display()
         );
         return Ok(dir.to_path_buf());
@@ -243,6 +257,9 @@ fn ensure_certs(dir: &Path, nodes: u64) -> anyhow::Result<PathBuf> {
         if !dir.join(certs::node_cert_file(id)).exists() {
             certs::issue_node(&ca, dir, id, &[], certs::DEFAULT_NODE_DAYS, false)?;
         }
+    }
+    if !dir.join(certs::client_cert_file(ADMIN_USER)).exists() {
+        certs::issue_client(&ca, dir, ADMIN_USER, certs::DEFAULT_CLIENT_DAYS, false)?;
     }
     Ok(dir.to_path_buf())
 }
@@ -257,13 +274,7 @@ fn ensure_auth_files(data_dir: &Path) -> anyhow::Result<AccessKey> {
     }
     let admin_file = data_dir.join(ADMIN_KEY_FILE);
     if !admin_file.exists() {
-        const ID: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-        const SECRET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        let pick = |alphabet: &[u8], len: usize| -> String {
-            (0..len)
-                .map(|_| alphabet[rand::random_range(0..alphabet.len())] as char)
-                .collect()
-        };
+        let key = tributary_server::auth::admin::new_key()?;
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let mut file = std::fs::OpenOptions::new()
@@ -272,7 +283,7 @@ fn ensure_auth_files(data_dir: &Path) -> anyhow::Result<AccessKey> {
             .mode(0o600)
             .open(&admin_file)
             .with_context(|| format!("writing {}", admin_file.display()))?;
-        writeln!(file, "TRIB{}:{}", pick(ID, 16), pick(SECRET, 40))?;
+        writeln!(file, "{}:{}", key.access_key_id, key.secret_access_key)?;
     }
     let (access_key_id, secret_access_key) =
         tributary_server::auth::admin::read_admin_key_file(&admin_file)?;

@@ -17,7 +17,9 @@ mod table;
 mod time;
 
 use clap::{Parser, Subcommand};
-use tributary_client::{AccessKey, Client, ClientError, ClientOptions, DEFAULT_ENDPOINT};
+use tributary_client::{
+    AccessKey, Client, ClientError, ClientOptions, DEFAULT_ENDPOINT, TlsIdentity,
+};
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +54,24 @@ pub struct ClientArgs {
         requires = "tls_ca"
     )]
     tls_server_name: Option<String>,
+    /// Present this client certificate (PEM, from `tributary certs client`): under
+    /// --auth required it authenticates its user, instead of an access key. (Not
+    /// TRIBUTARY_TLS_CERT: that is a node's own certificate.)
+    #[arg(
+        long,
+        env = "TRIBUTARY_CLIENT_CERT",
+        global = true,
+        requires_all = ["tls_ca", "tls_key"]
+    )]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(
+        long,
+        env = "TRIBUTARY_CLIENT_KEY",
+        global = true,
+        requires = "tls_cert"
+    )]
+    tls_key: Option<std::path::PathBuf>,
     /// The access key id calls are signed with (clusters run with --auth required).
     #[arg(
         long,
@@ -78,6 +98,9 @@ impl ClientArgs {
             None => ClientOptions::default(),
         };
         options.tls_server_name_opt = self.tls_server_name.clone();
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            options.tls_identity_opt = Some(TlsIdentity::from_files(cert, key)?);
+        }
         options.access_key_opt = self
             .access_key_id
             .clone()

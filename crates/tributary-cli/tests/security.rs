@@ -16,8 +16,8 @@ use common::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
-use tributary_client::{AccessKey, Client, ClientOptions, v1};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tributary_client::{AccessKey, Client, ClientOptions, TlsIdentity, v1};
 use tributary_proto::internal::RaftMessage;
 use tributary_proto::internal::internal_client::InternalClient;
 use tributary_testkit::{Cluster, ClusterOptions, wait_until};
@@ -690,4 +690,200 @@ async fn on_a_tls_and_auth_cluster_an_encrypted_stream_keeps_no_plaintext_on_dis
     assert!(page.records.iter().all(|r| r.encryption_type == "KMS"));
     let leaked = files_holding(cluster.data_root(), marker.as_bytes());
     assert!(leaked.is_empty(), "plaintext found in {leaked:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_authenticates_its_user_and_never_passes_for_a_node() {
+    let cluster = Cluster::start(
+        BINARY,
+        ClusterOptions {
+            tls: true,
+            auth: true,
+            ..ClusterOptions::default()
+        },
+    )
+    .await
+    .expect("a TLS and auth cluster starts");
+    let certs = cluster.certs_dir().unwrap().to_path_buf();
+    let node1 = cluster.node(1).address.clone();
+    let admin = cluster.client();
+    admin.create_stream("orders", 1, None).await.unwrap();
+
+    // `certs create` made the admin's client certificate; `certs client` makes one per user.
+    for user in ["reader", "ghost"] {
+        let output = run_certs(&["client", "--user", user, "--dir"], &certs);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(certs.join("client-reader.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(key_mode & 0o777, 0o600, "client keys are private");
+    let again = run_certs(&["client", "--user", "reader", "--dir"], &certs);
+    assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
+    let bad = run_certs(&["client", "--user", "../escape", "--dir"], &certs);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("user name"), "{}", stderr(&bad));
+
+    let as_user = |user: &str| {
+        let mut options = ClientOptions::tls_ca_file(certs.join("ca.pem")).unwrap();
+        options.tls_identity_opt = Some(
+            TlsIdentity::from_files(
+                certs.join(format!("client-{user}.pem")),
+                certs.join(format!("client-{user}.key")),
+            )
+            .unwrap(),
+        );
+        Client::with_options(&[node1.as_str()], &options)
+            .unwrap()
+            .with_call_timeout(Duration::from_secs(10))
+    };
+
+    // The admin's certificate works with no access key, from the CLI too.
+    let cert_cli = |user: &str, args: &[&str]| {
+        cluster
+            .cli()
+            .env_remove("TRIBUTARY_ACCESS_KEY_ID")
+            .env_remove("TRIBUTARY_SECRET_ACCESS_KEY")
+            .env(
+                "TRIBUTARY_CLIENT_CERT",
+                certs.join(format!("client-{user}.pem")),
+            )
+            .env(
+                "TRIBUTARY_CLIENT_KEY",
+                certs.join(format!("client-{user}.key")),
+            )
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let output = cert_cli(
+        "admin",
+        &["stream", "create", "by-certificate", "--shards", "1"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        admin
+            .list_streams()
+            .await
+            .unwrap()
+            .contains(&"by-certificate".to_string())
+    );
+
+    // A user's certificate gets what the user's policies allow, and nothing else.
+    let policy = r#"{"Statement":{"Effect":"Allow","Action":["kinesis:ListStreams","kinesis:DescribeStream"],"Resource":"*"}}"#;
+    admin.put_policy("read-only", policy).await.unwrap();
+    admin
+        .create_user("reader", vec!["read-only".to_string()])
+        .await
+        .unwrap();
+    let reader = as_user("reader");
+    wait_until(
+        Duration::from_secs(10),
+        "node 1 to know the user reader",
+        || {
+            let reader = reader.clone();
+            async move {
+                reader
+                    .list_streams()
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let error = reader.delete_stream("orders", false).await.unwrap_err();
+    assert_eq!(error.code(), "ACCESS_DENIED", "{error}");
+    assert!(error.to_string().contains("user/reader"), "{error}");
+    let output = cert_cli("reader", &["stream", "delete", "orders"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("ACCESS_DENIED"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        admin
+            .list_streams()
+            .await
+            .unwrap()
+            .contains(&"orders".to_string())
+    );
+
+    // A certificate for a user the cluster does not have is no credential.
+    let error = as_user("ghost").list_streams().await.unwrap_err();
+    assert_eq!(error.code(), "UNAUTHENTICATED", "{error}");
+    assert!(error.to_string().contains("ghost"), "{error}");
+
+    // A client certificate never opens the node-to-node API, even an administrator's.
+    let admin_identity = Identity::from_pem(
+        std::fs::read(certs.join("client-admin.pem")).unwrap(),
+        std::fs::read(certs.join("client-admin.key")).unwrap(),
+    );
+    let endpoint = Endpoint::from_shared(format!("https://{node1}"))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(
+                    std::fs::read(certs.join("ca.pem")).unwrap(),
+                ))
+                .identity(admin_identity),
+        )
+        .unwrap();
+    let mut internal = InternalClient::new(endpoint.connect().await.expect("mutual TLS connects"));
+    let status = internal
+        .raft(RaftMessage::default())
+        .await
+        .expect_err("a client certificate is refused by the node-to-node API");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("client certificate"),
+        "{status:?}"
+    );
+
+    // A client certificate from another CA does not get past the handshake.
+    let other = tempfile::tempdir().unwrap();
+    let other_certs = other.path().join("ca");
+    assert!(
+        run_certs(&["create", "--nodes", "1", "--out"], &other_certs)
+            .status
+            .success()
+    );
+    let mut options = ClientOptions::tls_ca_file(certs.join("ca.pem")).unwrap();
+    options.tls_identity_opt = Some(
+        TlsIdentity::from_files(
+            other_certs.join("client-admin.pem"),
+            other_certs.join("client-admin.key"),
+        )
+        .unwrap(),
+    );
+    let stranger = Client::with_options(&[node1.as_str()], &options)
+        .unwrap()
+        .with_call_timeout(Duration::from_secs(5));
+    let error = stranger.list_streams().await.unwrap_err();
+    assert!(
+        matches!(error.code(), "ENDPOINT_UNREACHABLE" | "UNAVAILABLE"),
+        "{error}"
+    );
+
+    // Deleting the user turns its certificate away: no revocation list to keep.
+    admin.delete_user("reader").await.unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "node 1 to refuse the deleted user's certificate",
+        || {
+            let reader = reader.clone();
+            async move {
+                match reader.list_streams().await {
+                    Err(error) if error.code() == "UNAUTHENTICATED" => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tributary_proto::signing;
 pub use tributary_proto::table as table_proto;
 pub use tributary_proto::v1;
@@ -135,6 +135,41 @@ pub struct ClientOptions {
     /// The name node certificates are checked against, when it is not the host dialled (a node
     /// reached through a tunnel or by an address its certificate does not list).
     pub tls_server_name_opt: Option<String>,
+    /// A client certificate and its key (PEM) to present: under `--auth required` it
+    /// authenticates its user when calls are not signed with an access key.
+    pub tls_identity_opt: Option<TlsIdentity>,
+}
+
+/// A client certificate and its private key, PEM (`tributary certs client`).
+#[derive(Clone)]
+pub struct TlsIdentity {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the private key.
+        f.debug_struct("TlsIdentity").finish_non_exhaustive()
+    }
+}
+
+impl TlsIdentity {
+    /// The certificate in `cert` and the key in `key`.
+    pub fn from_files(
+        cert: impl AsRef<std::path::Path>,
+        key: impl AsRef<std::path::Path>,
+    ) -> Result<TlsIdentity, ClientError> {
+        let read = |path: &std::path::Path, what: &str| {
+            std::fs::read(path).map_err(|e| {
+                ClientError::BadEndpoint(format!("cannot read the {what} {}: {e}", path.display()))
+            })
+        };
+        Ok(TlsIdentity {
+            cert_pem: read(cert.as_ref(), "client certificate")?,
+            key_pem: read(key.as_ref(), "client key")?,
+        })
+    }
 }
 
 impl ClientOptions {
@@ -167,6 +202,9 @@ impl ClientOptions {
             let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
             if let Some(name) = &self.tls_server_name_opt {
                 tls = tls.domain_name(name.clone());
+            }
+            if let Some(identity) = &self.tls_identity_opt {
+                tls = tls.identity(Identity::from_pem(&identity.cert_pem, &identity.key_pem));
             }
             endpoint = endpoint
                 .tls_config(tls)

@@ -8,6 +8,10 @@
 //! - Nodes dial each other with their own certificate and check the peer's against the CA under
 //!   the name [`NODE_SERVER_NAME`], which every node certificate carries: node addresses (IPs,
 //!   pod names) need not be in the certificates.
+//! - Who a verified certificate stands for is [`certificate_holder`]: a node when it names
+//!   [`NODE_SERVER_NAME`], otherwise the user its common name gives (`tributary certs client`).
+//!   Only a node certificate opens the node-to-node API; a client certificate authenticates its
+//!   user under `--auth required`, like an access key.
 //! - The files are read again when they change ([`NodeTls::reload_if_changed`], every
 //!   [`RELOAD_INTERVAL`]): new connections use the new certificate, open ones keep theirs.
 //! - The operations port (`--http-listen`: /health, /metrics) stays plain HTTP for probes and
@@ -339,8 +343,60 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
+/// Who a client certificate stands for. rustls has verified it against the CA before anyone
+/// asks: this only reads the names in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateHolder {
+    /// A node of the cluster: the certificate names [`NODE_SERVER_NAME`] (a DNS subject
+    /// alternative name), as every certificate of `tributary certs node` does.
+    Node,
+    /// A user, by the certificate's common name (`tributary certs client --user NAME`).
+    User(String),
+    /// A certificate that names neither (no DNS name of the nodes, no common name), or that
+    /// does not parse.
+    Unnamed,
+}
+
+/// Who the certificate `der` stands for (see [`CertificateHolder`]).
+pub fn certificate_holder(der: &[u8]) -> CertificateHolder {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return CertificateHolder::Unnamed;
+    };
+    let names_node = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .is_some_and(|names| {
+            names.value.general_names.iter().any(|name| {
+                matches!(name, x509_parser::extensions::GeneralName::DNSName(dns)
+                    if dns.eq_ignore_ascii_case(NODE_SERVER_NAME))
+            })
+        });
+    if names_node {
+        return CertificateHolder::Node;
+    }
+    match cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|name| name.as_str().ok())
+    {
+        Some(name) if !name.is_empty() => CertificateHolder::User(name.to_string()),
+        _ => CertificateHolder::Unnamed,
+    }
+}
+
+/// Who the leaf certificate of a verified connection stands for; `None` when the peer gave no
+/// certificate.
+pub fn peer_holder(certs_opt: Option<&[CertificateDer<'static>]>) -> Option<CertificateHolder> {
+    certs_opt
+        .and_then(|certs| certs.first())
+        .map(|leaf| certificate_holder(leaf.as_ref()))
+}
+
 /// The interceptor of the node-to-node service: with TLS on, a call must come over a connection
-/// whose client presented a certificate the CA signed (rustls has verified it by then).
+/// whose client presented a node certificate the CA signed (rustls has verified the signature by
+/// then; [`certificate_holder`] reads the name). A client certificate is not enough.
 #[derive(Clone)]
 pub struct NodeCertificateCheck {
     pub tls_on: bool,
@@ -357,15 +413,27 @@ fn require_node_certificate<T>(
     tls_on: bool,
     request: &tonic::Request<T>,
 ) -> Result<(), tonic::Status> {
-    if !tls_on || request.peer_certs().is_some_and(|certs| !certs.is_empty()) {
+    if !tls_on {
         return Ok(());
     }
+    let certs = request.peer_certs();
+    let message = match peer_holder(certs.as_deref().map(Vec::as_slice)) {
+        Some(CertificateHolder::Node) => return Ok(()),
+        Some(CertificateHolder::User(user)) => format!(
+            "the node-to-node API needs a node certificate; this one is a client certificate \
+             (user {user})"
+        ),
+        Some(CertificateHolder::Unnamed) => format!(
+            "the node-to-node API needs a node certificate; this one does not name \
+             {NODE_SERVER_NAME}"
+        ),
+        None => {
+            "the node-to-node API needs a node certificate signed by the cluster's CA".to_string()
+        }
+    };
     telemetry::record_node_call_refused();
     Err(tributary_proto::status_from_error(
-        tributary_types::Error::new(
-            tributary_types::ErrorCode::AccessDenied,
-            "the node-to-node API needs a node certificate signed by the cluster's CA",
-        ),
+        tributary_types::Error::new(tributary_types::ErrorCode::AccessDenied, message),
     ))
 }
 
@@ -393,5 +461,65 @@ pub(crate) async fn reload(node: Arc<crate::Node>, tls: Arc<NodeTls>) {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
+
+    use super::*;
+
+    fn certificate(common_name_opt: Option<&str>, dns_names: &[&str]) -> Vec<u8> {
+        let mut params = CertificateParams::new(
+            dns_names
+                .iter()
+                .map(|name| name.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let mut subject = DistinguishedName::new();
+        subject.push(DnType::OrganizationName, "Tributary");
+        if let Some(name) = common_name_opt {
+            subject.push(DnType::CommonName, name);
+        }
+        params.distinguished_name = subject;
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn a_certificate_naming_the_nodes_is_a_node_whatever_its_common_name() {
+        let node = certificate(Some("tributary node 1"), &[NODE_SERVER_NAME, "localhost"]);
+        assert_eq!(certificate_holder(&node), CertificateHolder::Node);
+        let shouting = certificate(Some("admin"), &["TRIBUTARY-NODE"]);
+        assert_eq!(certificate_holder(&shouting), CertificateHolder::Node);
+    }
+
+    #[test]
+    fn a_client_certificate_stands_for_the_user_in_its_common_name() {
+        let client = certificate(Some("reader"), &[]);
+        assert_eq!(
+            certificate_holder(&client),
+            CertificateHolder::User("reader".to_string())
+        );
+        // A common name that looks like the nodes' name is still only a user's.
+        let pretender = certificate(Some(NODE_SERVER_NAME), &["tributary-node.example"]);
+        assert_eq!(
+            certificate_holder(&pretender),
+            CertificateHolder::User(NODE_SERVER_NAME.to_string())
+        );
+    }
+
+    #[test]
+    fn a_certificate_naming_no_one_or_not_a_certificate_is_unnamed() {
+        assert_eq!(
+            certificate_holder(&certificate(None, &["example.com"])),
+            CertificateHolder::Unnamed
+        );
+        assert_eq!(certificate_holder(b"not DER"), CertificateHolder::Unnamed);
+        assert_eq!(certificate_holder(&[]), CertificateHolder::Unnamed);
+        assert_eq!(peer_holder(None), None);
+        assert_eq!(peer_holder(Some(&[])), None);
     }
 }

@@ -325,7 +325,9 @@ impl Cluster {
         let mut command = Command::new(&self.binary);
         command
             .env("TRIBUTARY_ENDPOINT", self.running_endpoints())
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            .env_remove("TRIBUTARY_CLIENT_CERT")
+            .env_remove("TRIBUTARY_CLIENT_KEY");
         match &self.certs_opt {
             Some(certs) => command.env("TRIBUTARY_TLS_CA", certs.join("ca.pem")),
             None => command.env_remove("TRIBUTARY_TLS_CA"),

@@ -8,7 +8,7 @@ use tributary_raft::meta::{AuthCommand, MetaCommand};
 use tributary_types::{Error, ErrorCode};
 
 use super::policy::PolicyDocument;
-use crate::meta::auth::{ADMIN_USER, validate_name};
+use crate::meta::auth::{ADMIN_USER, MAX_USER_NAME, validate_name};
 use crate::node::Node;
 use crate::now_ms;
 
@@ -52,7 +52,8 @@ fn random_string(alphabet: &[u8], len: usize) -> Result<String, Error> {
         .collect())
 }
 
-fn new_key() -> Result<CreatedKey, Error> {
+/// A new random access key: `TRIB` and 16 letters or digits, and a 40-character secret.
+pub fn new_key() -> Result<CreatedKey, Error> {
     const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     const SECRET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     Ok(CreatedKey {
@@ -74,7 +75,7 @@ impl Node {
     /// A new user with a new access key, and `policies` attached.
     pub async fn create_user(&self, user: &str, policies: &[String]) -> Result<CreatedKey, Error> {
         self.require_auth()?;
-        validate_name("user", user, 64)?;
+        validate_name("user", user, MAX_USER_NAME)?;
         self.catch_up_metadata().await;
         let missing: Vec<&String> = self.meta.read(|state| {
             policies

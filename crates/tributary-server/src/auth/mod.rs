@@ -3,7 +3,9 @@
 //! - Authentication: under `required`, every gRPC call is signed with an access key
 //!   ([`tributary_proto::signing`]) and every Kinesis request with SigV4, both checked against
 //!   the access keys in the metadata catalogue, whose secrets are sealed with the key ring. A
-//!   call from another node (a verified node certificate: mutual TLS) acts for a caller that
+//!   gRPC call without a signature may instead come with a client certificate from the cluster's
+//!   CA (`tributary certs client`): its common name is the user, who must be in the catalogue.
+//!   A call from another node (a verified node certificate: mutual TLS) acts for a caller that
 //!   node already authorized. [`GrpcAuthLayer`] does this for gRPC, before any handler runs.
 //! - Authorization: every operation asks [`Node::authorize`] for its action
 //!   (`kinesis:PutRecord`, `tables:PutItem`, `iam:CreateUser`, `tributary:RemoveNode`) on its
@@ -25,12 +27,14 @@ use std::task::{Context, Poll};
 
 use serde::Deserialize;
 use serde_json::json;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tributary_proto::signing;
 use tributary_types::{Error, ErrorCode};
 
 use crate::keyring::Sealed;
 use crate::node::Node;
 use crate::now_ms;
+use crate::tls::CertificateHolder;
 use policy::Decision;
 
 /// Whether calls must be authenticated.
@@ -318,7 +322,12 @@ impl Node {
         if self.auth.mode == AuthMode::None {
             return Ok(Principal::Anonymous);
         }
-        if has_node_certificate(request) {
+        let certs = request
+            .extensions()
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(|info| info.peer_certs());
+        let holder_opt = crate::tls::peer_holder(certs.as_deref().map(Vec::as_slice));
+        if holder_opt == Some(CertificateHolder::Node) {
             return Ok(Principal::Node);
         }
         let header = |name: &str| {
@@ -333,10 +342,20 @@ impl Node {
             header(signing::DATE),
             header(signing::SIGNATURE),
         ) else {
-            return Err(unauthenticated(
-                "this cluster requires credentials: give --access-key-id and --secret-access-key \
-                 (or TRIBUTARY_ACCESS_KEY_ID and TRIBUTARY_SECRET_ACCESS_KEY)",
-            ));
+            // No signature: a client certificate, if any, says who calls.
+            return match holder_opt {
+                Some(CertificateHolder::User(user)) => self.certificate_user(user),
+                Some(CertificateHolder::Unnamed) => Err(unauthenticated(
+                    "the client certificate names no user (its common name is the user): \
+                     make one with `tributary certs client --user NAME`",
+                )),
+                Some(CertificateHolder::Node) | None => Err(unauthenticated(
+                    "this cluster requires credentials: give --access-key-id and \
+                     --secret-access-key (or TRIBUTARY_ACCESS_KEY_ID and \
+                     TRIBUTARY_SECRET_ACCESS_KEY), or a client certificate (--tls-cert and \
+                     --tls-key)",
+                )),
+            };
         };
         let date_ms: u64 = date
             .parse()
@@ -369,20 +388,26 @@ impl Node {
     }
 }
 
+impl Node {
+    /// The user a verified client certificate names, if the catalogue has it: deleting the user
+    /// turns its certificates away too, with no revocation list to keep.
+    fn certificate_user(&self, user: String) -> Result<Principal, Error> {
+        if self.meta.read(|state| state.auth.users.contains_key(&user)) {
+            Ok(Principal::User(user))
+        } else {
+            Err(unauthenticated(format!(
+                "the client certificate is for user {user}, who is not in this cluster"
+            )))
+        }
+    }
+}
+
 fn secret_aad(access_key_id: &str) -> String {
     format!("tributary credential {access_key_id}")
 }
 
 fn unauthenticated(message: impl Into<String>) -> Error {
     Error::new(ErrorCode::Unauthenticated, message)
-}
-
-fn has_node_certificate<B>(request: &http::Request<B>) -> bool {
-    request
-        .extensions()
-        .get::<tonic::transport::server::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
-        .and_then(|info| info.peer_certs())
-        .is_some_and(|certs| !certs.is_empty())
 }
 
 /// The caller of a gRPC request, as [`GrpcAuthLayer`] found it.

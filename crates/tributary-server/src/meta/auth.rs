@@ -14,6 +14,8 @@ use crate::auth::policy::PolicyDocument;
 pub const MAX_USERS: usize = 1_000;
 pub const MAX_POLICIES: usize = 1_000;
 pub const MAX_POLICIES_PER_USER: usize = 10;
+/// The longest user name (IAM's limit).
+pub const MAX_USER_NAME: usize = 64;
 /// The user `--admin-key-file` makes, and the policy it gets.
 pub const ADMIN_USER: &str = "admin";
 pub const ADMIN_POLICY: &str = "AdministratorAccess";
@@ -96,7 +98,7 @@ impl MetaState {
                 sealed_secret,
                 at_ms,
             } => {
-                validate_name("user", user, 64)?;
+                validate_name("user", user, MAX_USER_NAME)?;
                 if auth.users.contains_key(user) {
                     return Err(Error::new(
                         ErrorCode::ResourceInUse,

@@ -14,17 +14,6 @@ pub struct AccessService {
     pub node: Arc<Node>,
 }
 
-impl AccessService {
-    fn authorize<T>(
-        &self,
-        request: &Request<T>,
-        action: &str,
-        resource: Resource<'_>,
-    ) -> Result<(), Status> {
-        authorize_grpc(&self.node, request, action, resource)
-    }
-}
-
 #[tonic::async_trait]
 impl Access for AccessService {
     async fn create_user(
@@ -32,7 +21,12 @@ impl Access for AccessService {
         request: Request<CreateUserRequest>,
     ) -> Result<Response<CreateUserResponse>, Status> {
         let user = request.get_ref().user_name.clone();
-        self.authorize(&request, "iam:CreateUser", Resource::User(&user))?;
+        authorize_grpc(
+            &self.node,
+            &request,
+            "iam:CreateUser",
+            Resource::User(&user),
+        )?;
         let policies = request.into_inner().policy_names;
         let created = self
             .node
@@ -52,7 +46,12 @@ impl Access for AccessService {
         request: Request<DeleteUserRequest>,
     ) -> Result<Response<DeleteUserResponse>, Status> {
         let user = request.get_ref().user_name.clone();
-        self.authorize(&request, "iam:DeleteUser", Resource::User(&user))?;
+        authorize_grpc(
+            &self.node,
+            &request,
+            "iam:DeleteUser",
+            Resource::User(&user),
+        )?;
         self.node.delete_user(&user).await.map_err(status)?;
         Ok(Response::new(DeleteUserResponse {}))
     }
@@ -61,7 +60,7 @@ impl Access for AccessService {
         &self,
         request: Request<ListUsersRequest>,
     ) -> Result<Response<ListUsersResponse>, Status> {
-        self.authorize(&request, "iam:ListUsers", Resource::User("*"))?;
+        authorize_grpc(&self.node, &request, "iam:ListUsers", Resource::User("*"))?;
         let users = self
             .node
             .list_users()
@@ -83,7 +82,12 @@ impl Access for AccessService {
         request: Request<PutPolicyRequest>,
     ) -> Result<Response<PutPolicyResponse>, Status> {
         let name = request.get_ref().policy_name.clone();
-        self.authorize(&request, "iam:PutPolicy", Resource::Policy(&name))?;
+        authorize_grpc(
+            &self.node,
+            &request,
+            "iam:PutPolicy",
+            Resource::Policy(&name),
+        )?;
         let document = request.into_inner().policy_document;
         self.node
             .put_policy(&name, &document)
@@ -97,7 +101,12 @@ impl Access for AccessService {
         request: Request<DeletePolicyRequest>,
     ) -> Result<Response<DeletePolicyResponse>, Status> {
         let name = request.get_ref().policy_name.clone();
-        self.authorize(&request, "iam:DeletePolicy", Resource::Policy(&name))?;
+        authorize_grpc(
+            &self.node,
+            &request,
+            "iam:DeletePolicy",
+            Resource::Policy(&name),
+        )?;
         self.node.delete_policy(&name).await.map_err(status)?;
         Ok(Response::new(DeletePolicyResponse {}))
     }
@@ -110,7 +119,12 @@ impl Access for AccessService {
             policy_name,
             user_name,
         } = request.get_ref().clone();
-        self.authorize(&request, "iam:AttachUserPolicy", Resource::User(&user_name))?;
+        authorize_grpc(
+            &self.node,
+            &request,
+            "iam:AttachUserPolicy",
+            Resource::User(&user_name),
+        )?;
         self.node
             .attach_policy(&user_name, &policy_name)
             .await
@@ -126,7 +140,12 @@ impl Access for AccessService {
             policy_name,
             user_name,
         } = request.get_ref().clone();
-        self.authorize(&request, "iam:DetachUserPolicy", Resource::User(&user_name))?;
+        authorize_grpc(
+            &self.node,
+            &request,
+            "iam:DetachUserPolicy",
+            Resource::User(&user_name),
+        )?;
         self.node
             .detach_policy(&user_name, &policy_name)
             .await
@@ -138,7 +157,12 @@ impl Access for AccessService {
         &self,
         request: Request<ListPoliciesRequest>,
     ) -> Result<Response<ListPoliciesResponse>, Status> {
-        self.authorize(&request, "iam:ListPolicies", Resource::Policy("*"))?;
+        authorize_grpc(
+            &self.node,
+            &request,
+            "iam:ListPolicies",
+            Resource::Policy("*"),
+        )?;
         let policies = self
             .node
             .list_policies()

@@ -34,17 +34,6 @@ type EventStream = std::pin::Pin<
     Box<dyn futures::Stream<Item = Result<SubscribeToShardEvent, Status>> + Send + 'static>,
 >;
 
-impl PublicService {
-    fn authorize<T>(
-        &self,
-        request: &Request<T>,
-        action: &str,
-        resource: Resource<'_>,
-    ) -> Result<(), Status> {
-        authorize_grpc(&self.node, request, action, resource)
-    }
-}
-
 /// ListShards names its stream, or its NextToken does.
 fn list_shards_resource<'a>(request: &'a ListShardsRequest, from_token: &'a str) -> Resource<'a> {
     match request.stream_name.as_deref() {
@@ -62,7 +51,8 @@ impl Tributary for PublicService {
         request: Request<SubscribeToShardRequest>,
     ) -> Result<Response<Self::SubscribeToShardStream>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:SubscribeToShard",
             Resource::Consumer(&r.stream_name, &r.consumer_name),
@@ -100,7 +90,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
-        self.authorize(&request, "tributary:ClusterStatus", Resource::Cluster)?;
+        authorize_grpc(
+            &self.node,
+            &request,
+            "tributary:ClusterStatus",
+            Resource::Cluster,
+        )?;
         Ok(Response::new(convert::cluster_status_to_proto(
             self.node.cluster_status().await,
         )))
@@ -110,7 +105,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<RemoveNodeRequest>,
     ) -> Result<Response<RemoveNodeResponse>, Status> {
-        self.authorize(&request, "tributary:RemoveNode", Resource::Cluster)?;
+        authorize_grpc(
+            &self.node,
+            &request,
+            "tributary:RemoveNode",
+            Resource::Cluster,
+        )?;
         let replicas_to_move = self
             .node
             .remove_node(request.into_inner().node_id)
@@ -133,7 +133,8 @@ impl Tributary for PublicService {
         request: Request<CreateStreamRequest>,
     ) -> Result<Response<CreateStreamResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:CreateStream",
             Resource::Stream(&r.stream_name),
@@ -161,7 +162,8 @@ impl Tributary for PublicService {
         request: Request<DeleteStreamRequest>,
     ) -> Result<Response<DeleteStreamResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:DeleteStream",
             Resource::Stream(&r.stream_name),
@@ -178,7 +180,12 @@ impl Tributary for PublicService {
         &self,
         request: Request<ListStreamsRequest>,
     ) -> Result<Response<ListStreamsResponse>, Status> {
-        self.authorize(&request, "kinesis:ListStreams", Resource::AllStreams)?;
+        authorize_grpc(
+            &self.node,
+            &request,
+            "kinesis:ListStreams",
+            Resource::AllStreams,
+        )?;
         let request = request.into_inner();
         let page = self
             .node
@@ -201,7 +208,8 @@ impl Tributary for PublicService {
         request: Request<DescribeStreamSummaryRequest>,
     ) -> Result<Response<DescribeStreamSummaryResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:DescribeStreamSummary",
             Resource::Stream(&r.stream_name),
@@ -228,7 +236,8 @@ impl Tributary for PublicService {
             .map(|token| token.scope)
             .unwrap_or_default();
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:ListShards",
             list_shards_resource(r, &stream_from_token),
@@ -264,7 +273,8 @@ impl Tributary for PublicService {
         request: Request<UpdateRetentionRequest>,
     ) -> Result<Response<UpdateRetentionResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:IncreaseStreamRetentionPeriod",
             Resource::Stream(&r.stream_name),
@@ -286,7 +296,8 @@ impl Tributary for PublicService {
         request: Request<UpdateRetentionRequest>,
     ) -> Result<Response<UpdateRetentionResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:DecreaseStreamRetentionPeriod",
             Resource::Stream(&r.stream_name),
@@ -308,7 +319,8 @@ impl Tributary for PublicService {
         request: Request<UpdateStreamModeRequest>,
     ) -> Result<Response<UpdateStreamModeResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:UpdateStreamMode",
             Resource::Stream(&r.stream_name),
@@ -326,7 +338,8 @@ impl Tributary for PublicService {
         request: Request<StreamEncryptionRequest>,
     ) -> Result<Response<StreamEncryptionResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:StartStreamEncryption",
             Resource::Stream(&r.stream_name),
@@ -348,7 +361,8 @@ impl Tributary for PublicService {
         request: Request<StreamEncryptionRequest>,
     ) -> Result<Response<StreamEncryptionResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:StopStreamEncryption",
             Resource::Stream(&r.stream_name),
@@ -370,7 +384,8 @@ impl Tributary for PublicService {
         request: Request<SplitShardRequest>,
     ) -> Result<Response<SplitShardResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:SplitShard",
             Resource::Stream(&r.stream_name),
@@ -392,7 +407,8 @@ impl Tributary for PublicService {
         request: Request<MergeShardsRequest>,
     ) -> Result<Response<MergeShardsResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:MergeShards",
             Resource::Stream(&r.stream_name),
@@ -414,7 +430,8 @@ impl Tributary for PublicService {
         request: Request<UpdateShardCountRequest>,
     ) -> Result<Response<UpdateShardCountResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:UpdateShardCount",
             Resource::Stream(&r.stream_name),
@@ -441,7 +458,8 @@ impl Tributary for PublicService {
         request: Request<AddTagsToStreamRequest>,
     ) -> Result<Response<AddTagsToStreamResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:AddTagsToStream",
             Resource::Stream(&r.stream_name),
@@ -459,7 +477,8 @@ impl Tributary for PublicService {
         request: Request<RemoveTagsFromStreamRequest>,
     ) -> Result<Response<RemoveTagsFromStreamResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:RemoveTagsFromStream",
             Resource::Stream(&r.stream_name),
@@ -477,7 +496,8 @@ impl Tributary for PublicService {
         request: Request<ListTagsForStreamRequest>,
     ) -> Result<Response<ListTagsForStreamResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:ListTagsForStream",
             Resource::Stream(&r.stream_name),
@@ -506,7 +526,8 @@ impl Tributary for PublicService {
         request: Request<RegisterStreamConsumerRequest>,
     ) -> Result<Response<RegisterStreamConsumerResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:RegisterStreamConsumer",
             Resource::Stream(&r.stream_name),
@@ -527,7 +548,8 @@ impl Tributary for PublicService {
         request: Request<DeregisterStreamConsumerRequest>,
     ) -> Result<Response<DeregisterStreamConsumerResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:DeregisterStreamConsumer",
             Resource::Consumer(&r.stream_name, &r.consumer_name),
@@ -545,7 +567,8 @@ impl Tributary for PublicService {
         request: Request<DescribeStreamConsumerRequest>,
     ) -> Result<Response<DescribeStreamConsumerResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:DescribeStreamConsumer",
             Resource::Consumer(&r.stream_name, &r.consumer_name),
@@ -566,7 +589,8 @@ impl Tributary for PublicService {
         request: Request<ListStreamConsumersRequest>,
     ) -> Result<Response<ListStreamConsumersResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:ListStreamConsumers",
             Resource::Stream(&r.stream_name),
@@ -589,7 +613,8 @@ impl Tributary for PublicService {
         request: Request<PutRecordRequest>,
     ) -> Result<Response<PutRecordResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:PutRecord",
             Resource::Stream(&r.stream_name),
@@ -622,7 +647,8 @@ impl Tributary for PublicService {
         request: Request<DescribeStreamRequest>,
     ) -> Result<Response<DescribeStreamResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:DescribeStream",
             Resource::Stream(&r.stream_name),
@@ -647,7 +673,8 @@ impl Tributary for PublicService {
         request: Request<PutRecordsRequest>,
     ) -> Result<Response<PutRecordsResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:PutRecords",
             Resource::Stream(&r.stream_name),
@@ -674,7 +701,8 @@ impl Tributary for PublicService {
         request: Request<GetShardIteratorRequest>,
     ) -> Result<Response<GetShardIteratorResponse>, Status> {
         let r = request.get_ref();
-        self.authorize(
+        authorize_grpc(
+            &self.node,
             &request,
             "kinesis:GetShardIterator",
             Resource::Stream(&r.stream_name),
@@ -705,7 +733,8 @@ impl Tributary for PublicService {
             crate::now_ms(),
         ) {
             // An iterator that does not decode reads nothing: get_records refuses it below.
-            self.authorize(
+            authorize_grpc(
+                &self.node,
                 &request,
                 "kinesis:GetRecords",
                 Resource::Stream(iterator.stream.as_str()),
