@@ -108,29 +108,49 @@ impl Auth {
     pub fn new(mode: AuthMode, data_dir: &Path) -> anyhow::Result<Auth> {
         Ok(Auth {
             mode,
-            audit: AuditLog::open(&data_dir.join(AUDIT_FILE))?,
+            audit: AuditLog::open(&data_dir.join(AUDIT_FILE), AUDIT_FILE_MAX_BYTES)?,
         })
     }
 }
 
 /// Where a node's audit log is, in its data dir.
 pub const AUDIT_FILE: &str = "audit.log";
+/// The audit log's previous file: when the log reaches [`AUDIT_FILE_MAX_BYTES`] it is renamed
+/// here (replacing the one before), so a flood of denials cannot fill the disk.
+pub const AUDIT_FILE_PREVIOUS: &str = "audit.log.1";
+/// How large the audit log grows before it is rotated.
+pub const AUDIT_FILE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// JSON lines appended to the audit file (and the `tributary::audit` tracing target).
 struct AuditLog {
-    file: Mutex<std::fs::File>,
+    path: std::path::PathBuf,
+    max_bytes: u64,
+    file: Mutex<AuditFile>,
+}
+
+struct AuditFile {
+    file: std::fs::File,
+    len: u64,
+}
+
+fn open_audit_file(path: &Path) -> std::io::Result<AuditFile> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    let len = file.metadata()?.len();
+    Ok(AuditFile { file, len })
 }
 
 impl AuditLog {
-    fn open(path: &Path) -> anyhow::Result<AuditLog> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
+    fn open(path: &Path, max_bytes: u64) -> anyhow::Result<AuditLog> {
+        let file = open_audit_file(path)
             .map_err(|e| anyhow::anyhow!("opening the audit log {}: {e}", path.display()))?;
         Ok(AuditLog {
+            path: path.to_path_buf(),
+            max_bytes,
             file: Mutex::new(file),
         })
     }
@@ -139,9 +159,19 @@ impl AuditLog {
         tracing::info!(target: "tributary::audit", "{entry}");
         let mut line = entry.to_string();
         line.push('\n');
-        let mut file = self.file.lock().expect("audit lock poisoned");
-        if let Err(error) = file.write_all(line.as_bytes()) {
-            tracing::error!(%error, "could not write the audit log");
+        let mut current = self.file.lock().expect("audit lock poisoned");
+        if current.len > 0 && current.len + line.len() as u64 > self.max_bytes {
+            let previous = self.path.with_file_name(AUDIT_FILE_PREVIOUS);
+            match std::fs::rename(&self.path, &previous).and_then(|()| open_audit_file(&self.path))
+            {
+                Ok(file) => *current = file,
+                // Keep appending to the file we have: an audit entry is never dropped.
+                Err(error) => tracing::error!(%error, "could not rotate the audit log"),
+            }
+        }
+        match current.file.write_all(line.as_bytes()) {
+            Ok(()) => current.len += line.len() as u64,
+            Err(error) => tracing::error!(%error, "could not write the audit log"),
         }
     }
 }
@@ -489,5 +519,47 @@ where
                 futures::future::Either::Right(std::future::ready(Ok(response)))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audit_log_rotates_at_its_size_limit_and_loses_no_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_FILE);
+        let log = AuditLog::open(&path, 200).unwrap();
+        for i in 0..10 {
+            log.record(json!({ "entry": i, "padding": "x".repeat(40) }));
+        }
+        let current = std::fs::read_to_string(&path).unwrap();
+        let previous = std::fs::read_to_string(dir.path().join(AUDIT_FILE_PREVIOUS)).unwrap();
+        assert!(current.len() <= 200, "{current}");
+        assert!(previous.len() <= 200, "{previous}");
+        // The newest entries are in the current file, the ones before in the previous one, in
+        // order; only what two rotations ago held is gone.
+        let entries: Vec<u64> = previous
+            .lines()
+            .chain(current.lines())
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line).unwrap()["entry"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(entries.last(), Some(&9));
+        assert!(
+            entries.windows(2).all(|pair| pair[1] == pair[0] + 1),
+            "{entries:?}"
+        );
+        assert!(entries.len() >= 4, "{entries:?}");
+
+        // Reopened, the log counts what the file already holds.
+        drop(log);
+        let log = AuditLog::open(&path, 200).unwrap();
+        log.record(json!({ "entry": 10, "padding": "x".repeat(40) }));
+        assert!(std::fs::metadata(&path).unwrap().len() <= 200);
     }
 }
