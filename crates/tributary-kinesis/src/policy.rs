@@ -214,12 +214,15 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star_opt: Option<(usize, usize)> = None;
     while t < text.len() {
-        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == '*' {
+        // A `*` in the pattern is always a wildcard, even where the text has a `*` too (a
+        // resource ARN can: `stream/*`); taking it as a literal would leave nothing to
+        // backtrack to.
+        if p < pattern.len() && pattern[p] == '*' {
             star_opt = Some((p, t));
             p += 1;
+        } else if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
         } else if let Some((star_p, star_t)) = star_opt {
             p = star_p + 1;
             t = star_t + 1;
@@ -253,6 +256,15 @@ mod tests {
         assert!(wildcard_match("a*b*c", "aXXbYYc"));
         assert!(!wildcard_match("a*b*c", "aXXbYY"));
         assert!(!wildcard_match("", "a"));
+        // A star meeting a star in the text is still a wildcard (found by the iam_policy fuzz
+        // target: "*" did not match "*x").
+        assert!(wildcard_match("*", "*x"));
+        assert!(wildcard_match("arn:*", "arn:*:stream/x"));
+        assert!(wildcard_match(
+            "arn:aws:kinesis:*:stream/*",
+            "arn:aws:kinesis:us-east-1:0:stream/*/consumer/c:*"
+        ));
+        assert!(!wildcard_match("*y", "*x"));
         // Many stars against a long text finish quickly.
         let text = "a".repeat(2_000);
         assert!(!wildcard_match(&format!("{}b", "*a".repeat(500)), &text));
