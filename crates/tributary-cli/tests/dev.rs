@@ -222,6 +222,8 @@ fn dev_secure_serves_tls_and_requires_credentials() {
             "TRIBUTARY_TLS_CA",
             "TRIBUTARY_ACCESS_KEY_ID",
             "TRIBUTARY_SECRET_ACCESS_KEY",
+            "TRIBUTARY_CLIENT_CERT",
+            "TRIBUTARY_CLIENT_KEY",
         ] {
             command.env_remove(variable);
         }
@@ -251,6 +253,24 @@ fn dev_secure_serves_tls_and_requires_credentials() {
         String::from_utf8_lossy(&anonymous.stderr).contains("UNAUTHENTICATED"),
         "{}",
         String::from_utf8_lossy(&anonymous.stderr)
+    );
+    // Or the admin's client certificate, which it printed too, instead of the access key.
+    let (cert, key) = (
+        export("TRIBUTARY_CLIENT_CERT"),
+        export("TRIBUTARY_CLIENT_KEY"),
+    );
+    let by_certificate = run(
+        &[
+            all[0],
+            ("TRIBUTARY_CLIENT_CERT", cert.as_str()),
+            ("TRIBUTARY_CLIENT_KEY", key.as_str()),
+        ],
+        &["stream", "list"],
+    );
+    assert!(
+        String::from_utf8_lossy(&by_certificate.stdout).contains("secured"),
+        "{}",
+        String::from_utf8_lossy(&by_certificate.stderr)
     );
     dev.stop();
 }

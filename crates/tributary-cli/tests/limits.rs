@@ -149,3 +149,71 @@ async fn a_client_is_held_to_its_connection_and_subscription_limits() {
         "the new subscription delivers events"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_over_the_size_limits_is_refused_whole_and_the_node_goes_on() {
+    let cluster = Cluster::start(
+        BINARY,
+        ClusterOptions {
+            kinesis: true,
+            node_args: vec!["--kinesis-auth=none".to_string()],
+            ..ClusterOptions::default()
+        },
+    )
+    .await
+    .expect("cluster starts");
+    let client = cluster.client_of(1);
+    client.create_stream("sized", 1, None).await.unwrap();
+    client.wait_for_active("sized", WAIT).await.unwrap();
+
+    // gRPC: a message over 16 MiB, from a client willing to send it, is refused by the node
+    // before it is decoded.
+    let mut raw = v1::tributary_client::TributaryClient::connect(format!(
+        "http://{}",
+        cluster.node(1).address
+    ))
+    .await
+    .unwrap()
+    .max_encoding_message_size(64 * 1024 * 1024);
+    let oversized = v1::PutRecordsRequest {
+        stream_name: "sized".into(),
+        records: (0..17)
+            .map(|i| v1::PutRecordsRequestEntry {
+                data: vec![b'x'; 1024 * 1024].into(),
+                partition_key: format!("k{i}"),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let status = raw.put_records(oversized).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    assert!(status.message().contains("too large"), "{status:?}");
+
+    // The Kinesis endpoint: a body over 7 MiB gets 413, as Kinesis answers.
+    let sdk = kinesis_sdk(&cluster.node(1).kinesis_address, "AKIDTEST", "secret");
+    let error = sdk
+        .put_record()
+        .stream_name("sized")
+        .partition_key("k")
+        .data(aws_sdk_kinesis::primitives::Blob::new(vec![
+            b'y';
+            6 * 1024 * 1024
+        ]))
+        .send()
+        .await
+        .expect_err("an 8 MiB body is refused");
+    let raw_response = error
+        .raw_response()
+        .map(|response| response.status().as_u16());
+    assert_eq!(raw_response, Some(413), "{error:?}");
+
+    // Nothing of either was stored, and the node serves the next call.
+    let (acked, failed) = put_records(&client, "sized", "after", 3).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let read = read_all(&client, "sized").await.unwrap();
+    assert_eq!(
+        read, acked,
+        "only the records after the refusals are stored"
+    );
+}
