@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tributary_client::v1;
 use tributary_testkit::{Cluster, ClusterOptions, wait_until};
@@ -30,14 +30,37 @@ async fn connect_from(source: [u8; 4], target: &str) -> TcpStream {
         .expect("the node accepts TCP")
 }
 
-/// Whether the node closed the connection (a read ends) within a second: an admitted
-/// connection waits silently for the client to speak, a refused one is closed at once.
-async fn closed_by_node(connection: &mut TcpStream) -> bool {
-    let mut buffer = [0u8; 64];
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), connection.read(&mut buffer)).await,
-        Ok(Ok(0) | Err(_))
-    )
+/// The HTTP/2 connection preface and an empty SETTINGS frame.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+
+/// A connection from `source` that the node has taken. The kernel completes a TCP handshake
+/// before the node accepts the connection, and the two ports accept independently, so a
+/// connection only counts once the node answers it: both ports speak HTTP/2, and a node sends
+/// its SETTINGS frame once it serves the connection.
+async fn admitted_from(source: [u8; 4], target: &str) -> TcpStream {
+    let mut connection = connect_from(source, target).await;
+    connection.write_all(H2_PREFACE).await.unwrap();
+    let mut frame_header = [0u8; 9];
+    tokio::time::timeout(WAIT, connection.read_exact(&mut frame_header))
+        .await
+        .unwrap_or_else(|_| panic!("{target} did not answer the HTTP/2 preface"))
+        .unwrap_or_else(|e| panic!("{target} closed a connection within the limits: {e}"));
+    connection
+}
+
+/// Whether the node closes the connection (a read ends, with no data) within `within`. An
+/// admitted connection stays open; one over the limits is closed as soon as it is accepted.
+async fn closed_by_node(connection: &mut TcpStream, within: Duration) -> bool {
+    let mut buffer = [0u8; 256];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, connection.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            // What the node sent an admitted connection (SETTINGS, their acknowledgement).
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
 }
 
 fn subscription(shard: u32) -> v1::SubscribeToShardRequest {
@@ -78,19 +101,19 @@ async fn a_client_is_held_to_its_connection_and_subscription_limits() {
         } else {
             &node.kinesis_address
         };
-        held.push(connect_from([127, 0, 0, 2], port).await);
+        held.push(admitted_from([127, 0, 0, 2], port).await);
     }
-    // ... and the next one, on either port, is closed at once.
+    // ... and the next one, on either port, is closed as soon as the node takes it.
     for port in [&node.address, &node.kinesis_address] {
         let mut over = connect_from([127, 0, 0, 2], port).await;
         assert!(
-            closed_by_node(&mut over).await,
+            closed_by_node(&mut over, WAIT).await,
             "a connection over the limit stays open on {port}"
         );
     }
     for connection in &mut held[..2] {
         assert!(
-            !closed_by_node(connection).await,
+            !closed_by_node(connection, Duration::from_secs(1)).await,
             "an admitted connection was closed"
         );
     }
@@ -110,7 +133,7 @@ async fn a_client_is_held_to_its_connection_and_subscription_limits() {
     held.pop();
     let again = wait_until(WAIT, "a freed connection slot is taken again", || async {
         let mut again = connect_from([127, 0, 0, 2], &node.address).await;
-        if closed_by_node(&mut again).await {
+        if closed_by_node(&mut again, Duration::from_secs(1)).await {
             Err("still refused".to_string())
         } else {
             Ok(again)
