@@ -265,7 +265,6 @@ pub fn issue_node(
     if cert_path.exists() && !force {
         bail!("{} exists; give --force to replace it", cert_path.display());
     }
-    let key = KeyPair::generate().context("generating a node key")?;
     let mut params = named_params(&format!("tributary node {id}"));
     let mut names = vec![
         NODE_SERVER_NAME.to_string(),
@@ -287,15 +286,7 @@ pub fn issue_node(
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
-    params.use_authority_key_identifier_extension = true;
-    params.serial_number = Some(serial());
-    validity(&mut params, days)?;
-    let cert = params
-        .signed_by(&key, &ca.issuer)
-        .context("signing a node certificate")?;
-    write_private(&dir.join(node_key_file(id)), &key.serialize_pem())?;
-    write_public(&cert_path, &cert.pem())?;
-    Ok(())
+    issue(ca, params, days, &cert_path, &dir.join(node_key_file(id)))
 }
 
 /// A client certificate for `user`: clientAuth only, the user as common name, no host names
@@ -306,18 +297,35 @@ pub fn issue_client(ca: &Ca, dir: &Path, user: &str, days: i64, force: bool) -> 
     if cert_path.exists() && !force {
         bail!("{} exists; give --force to replace it", cert_path.display());
     }
-    let key = KeyPair::generate().context("generating a client key")?;
     let mut params = named_params(user);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    issue(
+        ca,
+        params,
+        days,
+        &cert_path,
+        &dir.join(client_key_file(user)),
+    )
+}
+
+/// Signs `params` with a new key for `days`, by the CA, and writes the certificate and its key.
+fn issue(
+    ca: &Ca,
+    mut params: CertificateParams,
+    days: i64,
+    cert_path: &Path,
+    key_path: &Path,
+) -> anyhow::Result<()> {
+    let key = KeyPair::generate().context("generating a key")?;
     params.use_authority_key_identifier_extension = true;
     params.serial_number = Some(serial());
     validity(&mut params, days)?;
     let cert = params
         .signed_by(&key, &ca.issuer)
-        .context("signing a client certificate")?;
-    write_private(&dir.join(client_key_file(user)), &key.serialize_pem())?;
-    write_public(&cert_path, &cert.pem())?;
+        .with_context(|| format!("signing {}", cert_path.display()))?;
+    write_private(key_path, &key.serialize_pem())?;
+    write_public(cert_path, &cert.pem())?;
     Ok(())
 }
 

@@ -36,6 +36,20 @@ async fn start_tls_cluster() -> Cluster {
     .expect("TLS cluster starts")
 }
 
+/// TLS and `--auth required`: the cluster's admin is bootstrapped from `--admin-key-file`.
+async fn start_secure_cluster() -> Cluster {
+    Cluster::start(
+        BINARY,
+        ClusterOptions {
+            tls: true,
+            auth: true,
+            ..ClusterOptions::default()
+        },
+    )
+    .await
+    .expect("a TLS and auth cluster starts")
+}
+
 fn run_certs(args: &[&str], dir: &Path) -> std::process::Output {
     Command::new(BINARY)
         .arg("certs")
@@ -619,16 +633,7 @@ async fn with_auth_required_a_policy_lets_through_what_it_allows_and_nothing_els
 
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_tls_and_auth_cluster_an_encrypted_stream_keeps_no_plaintext_on_disk() {
-    let cluster = Cluster::start(
-        BINARY,
-        ClusterOptions {
-            tls: true,
-            auth: true,
-            ..ClusterOptions::default()
-        },
-    )
-    .await
-    .expect("an auth cluster starts");
+    let cluster = start_secure_cluster().await;
     let admin = cluster.client();
     admin.create_stream("vault", 1, None).await.unwrap();
     admin
@@ -694,16 +699,7 @@ async fn on_a_tls_and_auth_cluster_an_encrypted_stream_keeps_no_plaintext_on_dis
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_certificate_authenticates_its_user_and_never_passes_for_a_node() {
-    let cluster = Cluster::start(
-        BINARY,
-        ClusterOptions {
-            tls: true,
-            auth: true,
-            ..ClusterOptions::default()
-        },
-    )
-    .await
-    .expect("a TLS and auth cluster starts");
+    let cluster = start_secure_cluster().await;
     let certs = cluster.certs_dir().unwrap().to_path_buf();
     let node1 = cluster.node(1).address.clone();
     let admin = cluster.client();
