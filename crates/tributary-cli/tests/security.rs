@@ -883,3 +883,115 @@ async fn a_client_certificate_authenticates_its_user_and_never_passes_for_a_node
     .await
     .unwrap();
 }
+
+/// The leaf certificate a node serves at `address`, verified against `ca_pem`.
+async fn served_certificate(address: &str, ca_pem: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(address).await?;
+    let ip: std::net::SocketAddr = address.parse()?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::IpAddress(ip.ip().into()), tcp)
+        .await?;
+    let leaf = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .ok_or_else(|| anyhow::anyhow!("{address} served no certificate"))?;
+    Ok(leaf.as_ref().to_vec())
+}
+
+fn pem_certificate(path: &Path) -> Vec<u8> {
+    let pem = std::fs::read(path).unwrap();
+    CertificateDer::from_pem_slice(&pem)
+        .unwrap()
+        .as_ref()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_node_certificate_is_served_without_a_restart_and_a_broken_one_is_not() {
+    let cluster = start_tls_cluster().await;
+    let certs = cluster.certs_dir().unwrap().to_path_buf();
+    let ca_pem = std::fs::read(certs.join("ca.pem")).unwrap();
+    let node = cluster.node(1);
+    let ports = [node.address.clone(), node.kinesis_address.clone()];
+    let original = pem_certificate(&certs.join("node-1.pem"));
+    for port in &ports {
+        assert_eq!(served_certificate(port, &ca_pem).await.unwrap(), original);
+    }
+
+    // Renewed in place, as an operator (or cert-manager) would: both ports serve the new one
+    // within the reload interval, and the cluster goes on.
+    let renewed = run_certs(&["node", "--id", "1", "--force", "--dir"], &certs);
+    assert!(renewed.status.success(), "{}", stderr(&renewed));
+    let renewed = pem_certificate(&certs.join("node-1.pem"));
+    assert_ne!(renewed, original);
+    wait_until(
+        Duration::from_secs(30),
+        "node 1 to serve its renewed certificate on both ports",
+        || {
+            let (ports, ca_pem, renewed) = (ports.clone(), ca_pem.clone(), renewed.clone());
+            async move {
+                for port in &ports {
+                    let served = served_certificate(port, &ca_pem)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if served != renewed {
+                        return Err(format!("{port} still serves the old certificate"));
+                    }
+                }
+                Ok(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let client = cluster.client_of(1);
+    client
+        .create_stream("after-renewal", 1, None)
+        .await
+        .unwrap();
+
+    // A botched rotation (a half-written file) leaves the renewed certificate in use.
+    std::fs::write(
+        certs.join("node-1.pem"),
+        b"-----BEGIN CERTIFICATE-----\nMII",
+    )
+    .unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "node 1 to report that the changed files do not load",
+        || {
+            let log = cluster.node_log(1);
+            async move {
+                if log.contains("the changed TLS files do not load") {
+                    Ok(())
+                } else {
+                    Err("not yet".to_string())
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+    for port in &ports {
+        assert_eq!(served_certificate(port, &ca_pem).await.unwrap(), renewed);
+    }
+    assert!(
+        client
+            .list_streams()
+            .await
+            .unwrap()
+            .contains(&"after-renewal".to_string())
+    );
+}
