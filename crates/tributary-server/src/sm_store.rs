@@ -14,13 +14,17 @@ pub fn read<T: DeserializeOwned>(
     group: GroupId,
     tag: u8,
 ) -> std::io::Result<Option<T>> {
-    let bytes = store
-        .db()
-        .get_cf(store.cf(CF_SM), keys::tag_key(group, tag))
-        .map_err(io_error)?;
-    bytes
+    read_bytes(store, group, tag)?
         .map(|bytes| postcard::from_bytes(&bytes).map_err(io_error))
         .transpose()
+}
+
+/// The value under `tag`, as stored (for values with their own encoding).
+pub fn read_bytes(store: &Store, group: GroupId, tag: u8) -> std::io::Result<Option<Vec<u8>>> {
+    store
+        .db()
+        .get_cf(store.cf(CF_SM), keys::tag_key(group, tag))
+        .map_err(io_error)
 }
 
 pub fn put<T: Serialize>(
@@ -31,8 +35,13 @@ pub fn put<T: Serialize>(
     value: &T,
 ) -> std::io::Result<()> {
     let bytes = postcard::to_stdvec(value).map_err(io_error)?;
-    batch.put_cf(store.cf(CF_SM), keys::tag_key(group, tag), bytes);
+    put_bytes(store, batch, group, tag, bytes);
     Ok(())
+}
+
+/// Puts `bytes` under `tag` as they are (for values with their own encoding).
+pub fn put_bytes(store: &Store, batch: &mut WriteBatch, group: GroupId, tag: u8, bytes: Vec<u8>) {
+    batch.put_cf(store.cf(CF_SM), keys::tag_key(group, tag), bytes);
 }
 
 /// The applied log id and membership of a group, as last persisted.

@@ -50,15 +50,52 @@ pub struct MetaMachine {
     membership: StoredMembershipOf<C>,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct SnapshotBody {
-    state: MetaState,
+/// What the catalogue's bytes start with, on disk and in snapshots: a marker, then
+/// [`CATALOGUE_FORMAT`] (big-endian u16), then the postcard encoding of [`MetaState`]. postcard
+/// is not self-describing, so without them a build could take another build's catalogue for its
+/// own and decode it into wrong values instead of failing.
+const CATALOGUE_MAGIC: &[u8; 4] = b"TCAT";
+/// The catalogue's encoding; bumped (with a conversion from the old one) whenever it changes.
+pub const CATALOGUE_FORMAT: u16 = 1;
+
+fn encode_catalogue(state: &MetaState) -> std::io::Result<Vec<u8>> {
+    let mut bytes = CATALOGUE_MAGIC.to_vec();
+    bytes.extend_from_slice(&CATALOGUE_FORMAT.to_be_bytes());
+    postcard::to_extend(state, bytes).map_err(io_error)
+}
+
+fn decode_catalogue(bytes: &[u8]) -> std::io::Result<MetaState> {
+    let unreadable = |why: String| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the metadata catalogue cannot be read: {why}"),
+        )
+    };
+    let Some(rest) = bytes.strip_prefix(CATALOGUE_MAGIC.as_slice()) else {
+        return Err(unreadable(
+            "it has no format marker (written by a build from before catalogue formats); this \
+             build reads format 1 only"
+                .to_string(),
+        ));
+    };
+    let Some((format, body)) = rest.split_first_chunk::<2>() else {
+        return Err(unreadable("it ends inside its format marker".to_string()));
+    };
+    let format = u16::from_be_bytes(*format);
+    if format != CATALOGUE_FORMAT {
+        return Err(unreadable(format!(
+            "it is in format {format}, and this build reads format {CATALOGUE_FORMAT}"
+        )));
+    }
+    postcard::from_bytes(body).map_err(|e| unreadable(format!("format {format}: {e}")))
 }
 
 impl MetaMachine {
     pub fn open(store: Store) -> std::io::Result<(MetaMachine, MetaView)> {
-        let state: MetaState =
-            sm_store::read(&store, METADATA_GROUP, keys::TAG_SM_STATE)?.unwrap_or_default();
+        let state = sm_store::read_bytes(&store, METADATA_GROUP, keys::TAG_SM_STATE)?
+            .map(|bytes| decode_catalogue(&bytes))
+            .transpose()?
+            .unwrap_or_default();
         let (applied, membership) = sm_store::read_applied::<C>(&store, METADATA_GROUP)?;
         let state = Arc::new(RwLock::new(state));
         let (version_tx, version_rx) = watch::channel(0);
@@ -78,13 +115,13 @@ impl MetaMachine {
 
     fn persist(&self, state: &MetaState, synced: bool) -> std::io::Result<()> {
         let mut batch = WriteBatch::default();
-        sm_store::put(
+        sm_store::put_bytes(
             &self.store,
             &mut batch,
             METADATA_GROUP,
             keys::TAG_SM_STATE,
-            state,
-        )?;
+            encode_catalogue(state)?,
+        );
         sm_store::put_applied::<C>(
             &self.store,
             &mut batch,
@@ -109,7 +146,7 @@ impl RaftSnapshotBuilder<C> for MetaMachine {
 
     async fn build_snapshot(&mut self) -> std::io::Result<SnapshotOf<C, Self::SnapshotData>> {
         let state = self.state.read().expect("meta state lock poisoned").clone();
-        let body = postcard::to_stdvec(&SnapshotBody { state }).map_err(io_error)?;
+        let body = encode_catalogue(&state)?;
         let meta = SnapshotMetaOf::<C> {
             last_log_id: self.applied,
             last_membership: self.membership.clone(),
@@ -191,11 +228,11 @@ impl RaftStateMachine<C> for MetaMachine {
         meta: &SnapshotMetaOf<C>,
         snapshot: Self::SnapshotData,
     ) -> std::io::Result<()> {
-        let body: SnapshotBody = postcard::from_bytes(snapshot.get_ref()).map_err(io_error)?;
+        let state = decode_catalogue(snapshot.get_ref())?;
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.persist(&body.state, true)?;
-        *self.state.write().expect("meta state lock poisoned") = body.state;
+        self.persist(&state, true)?;
+        *self.state.write().expect("meta state lock poisoned") = state;
         self.publish();
         Ok(())
     }
@@ -207,5 +244,39 @@ impl RaftStateMachine<C> for MetaMachine {
             return Ok(None);
         }
         Ok(Some(self.build_snapshot().await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalogue_carries_its_format_and_refuses_any_other() {
+        let mut state = MetaState::default();
+        state.auth.users.insert(
+            "someone".to_string(),
+            crate::meta::auth::UserMeta {
+                access_keys: Vec::new(),
+                policies: ["reader".to_string()].into(),
+                created_at_ms: 7,
+            },
+        );
+        let bytes = encode_catalogue(&state).unwrap();
+        assert_eq!(&bytes[..6], b"TCAT\0\x01");
+        assert_eq!(decode_catalogue(&bytes).unwrap(), state);
+
+        // A catalogue from before formats: the bare postcard encoding.
+        let bare = postcard::to_stdvec(&state).unwrap();
+        let error = decode_catalogue(&bare).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+        assert!(error.to_string().contains("no format marker"), "{error}");
+
+        // A later format is refused by name, not decoded as this one.
+        let mut later = bytes.clone();
+        later[5] = 2;
+        let error = decode_catalogue(&later).unwrap_err();
+        assert!(error.to_string().contains("format 2"), "{error}");
+        assert!(decode_catalogue(b"TCAT\0").is_err());
     }
 }
