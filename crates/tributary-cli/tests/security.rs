@@ -349,22 +349,7 @@ async fn kinesis_call(
     key_opt: Option<(&str, &str)>,
 ) -> anyhow::Result<(u16, String)> {
     use tributary_server::kinesis_wire::sigv4;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(cert?)?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(address).await?;
-    let ip: std::net::SocketAddr = address.parse()?;
-    let mut tls = connector
-        .connect(ServerName::IpAddress(ip.ip().into()), tcp)
-        .await?;
+    let mut tls = tls_connect(address, ca_pem).await?;
     let mut headers = http::HeaderMap::new();
     headers.insert("host", address.parse()?);
     headers.insert("content-type", "application/x-amz-json-1.1".parse()?);
@@ -884,8 +869,11 @@ async fn a_client_certificate_authenticates_its_user_and_never_passes_for_a_node
     .unwrap();
 }
 
-/// The leaf certificate a node serves at `address`, verified against `ca_pem`.
-async fn served_certificate(address: &str, ca_pem: &[u8]) -> anyhow::Result<Vec<u8>> {
+/// A TLS connection to `address` (an IP and port), the node verified against `ca_pem`.
+async fn tls_connect(
+    address: &str,
+    ca_pem: &[u8],
+) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
         roots.add(cert?)?;
@@ -898,9 +886,14 @@ async fn served_certificate(address: &str, ca_pem: &[u8]) -> anyhow::Result<Vec<
     .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(address).await?;
     let ip: std::net::SocketAddr = address.parse()?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::IpAddress(ip.ip().into()), tcp)
-        .await?;
+        .await?)
+}
+
+/// The leaf certificate a node serves at `address`, verified against `ca_pem`.
+async fn served_certificate(address: &str, ca_pem: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let tls = tls_connect(address, ca_pem).await?;
     let leaf = tls
         .get_ref()
         .1
