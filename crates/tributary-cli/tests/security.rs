@@ -50,6 +50,24 @@ async fn start_secure_cluster() -> Cluster {
     .expect("a TLS and auth cluster starts")
 }
 
+/// A Raft call to the node-to-node API at `address` over TLS, presenting `identity_opt`.
+async fn raft_call_over_tls(
+    address: &str,
+    ca_pem: &[u8],
+    identity_opt: Option<Identity>,
+) -> Result<tonic::Response<tributary_proto::internal::RaftReply>, tonic::Status> {
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
+    if let Some(identity) = identity_opt {
+        tls = tls.identity(identity);
+    }
+    let endpoint = Endpoint::from_shared(format!("https://{address}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap();
+    let mut internal = InternalClient::new(endpoint.connect().await.expect("TLS connects"));
+    internal.raft(RaftMessage::default()).await
+}
+
 fn run_certs(args: &[&str], dir: &Path) -> std::process::Output {
     Command::new(BINARY)
         .arg("certs")
@@ -212,13 +230,7 @@ async fn a_tls_cluster_replicates_and_serves_only_clients_that_speak_tls() {
 
     // A TLS client without a node certificate may use the public API but not the node-to-node
     // one: no Raft messages from strangers.
-    let endpoint = Endpoint::from_shared(format!("https://{node1}"))
-        .unwrap()
-        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca_pem)))
-        .unwrap();
-    let mut internal = InternalClient::new(endpoint.connect().await.expect("TLS connects"));
-    let status = internal
-        .raft(RaftMessage::default())
+    let status = raft_call_over_tls(&node1, &ca_pem, None)
         .await
         .expect_err("the node-to-node API refuses a caller without a node certificate");
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
@@ -804,19 +816,8 @@ async fn a_client_certificate_authenticates_its_user_and_never_passes_for_a_node
         std::fs::read(certs.join("client-admin.pem")).unwrap(),
         std::fs::read(certs.join("client-admin.key")).unwrap(),
     );
-    let endpoint = Endpoint::from_shared(format!("https://{node1}"))
-        .unwrap()
-        .tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(
-                    std::fs::read(certs.join("ca.pem")).unwrap(),
-                ))
-                .identity(admin_identity),
-        )
-        .unwrap();
-    let mut internal = InternalClient::new(endpoint.connect().await.expect("mutual TLS connects"));
-    let status = internal
-        .raft(RaftMessage::default())
+    let ca_pem = std::fs::read(certs.join("ca.pem")).unwrap();
+    let status = raft_call_over_tls(&node1, &ca_pem, Some(admin_identity))
         .await
         .expect_err("a client certificate is refused by the node-to-node API");
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
